@@ -1,0 +1,1 @@
+"""Command-line programs: ``mailhorn`` and the Postfix-compatible tools, one module each."""

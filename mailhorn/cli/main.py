@@ -1,0 +1,78 @@
+"""``mailhorn [-c DIR] COMMAND [ARGS]`` and argv[0] dispatch.
+
+The Postfix tools run as subcommands (``mailhorn postmap -q key hash:file``), as
+prefixed console scripts (``mailhorn-postmap``), or under their own names
+through links made by ``mailhorn install-links`` (``/usr/sbin/sendmail``). A
+``-c DIR`` before the command sets ``MAIL_CONFIG``, which every tool honours as
+Postfix's do.
+
+Each command module exposes ``run(argv) -> int``; ``argv`` excludes the
+program name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable
+
+#: Every command, mapped to the module implementing it.
+COMMANDS: dict[str, str] = {
+    "postconf": "mailhorn.cli.postconf",
+    "postmap": "mailhorn.cli.postmap",
+    "postalias": "mailhorn.cli.postalias",
+    "newaliases": "mailhorn.cli.newaliases",
+}
+
+USAGE = "usage: mailhorn [-c config_dir] command [args...]\ncommands: " + " ".join(sorted(COMMANDS))
+
+
+def run_command(command: str, argv: list[str]) -> int:
+    """Run one command by name with its arguments."""
+    module = importlib.import_module(COMMANDS[command])
+    runner: Callable[[list[str]], int] = module.run
+    try:
+        return runner(argv)
+    except BrokenPipeError:
+        # A reader such as `head` went away; Postfix's tools exit quietly too.
+        sys.stderr.close()
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``mailhorn``; dispatches on argv[0] first."""
+    args = list(sys.argv if argv is None else argv)
+    prog = os.path.basename(args[0]) if args else "mailhorn"
+    if prog.startswith("mailhorn-"):
+        prog = prog[len("mailhorn-") :]
+    if prog in COMMANDS:
+        return run_command(prog, args[1:])
+    rest = args[1:]
+    while rest and rest[0] == "-c":
+        if len(rest) < 2:
+            print(USAGE, file=sys.stderr)
+            return 1
+        os.environ["MAIL_CONFIG"] = rest[1]
+        rest = rest[2:]
+    if not rest or rest[0] not in COMMANDS:
+        print(USAGE, file=sys.stderr)
+        return 1
+    return run_command(rest[0], rest[1:])
+
+
+def _entry(command: str) -> Callable[[], int]:
+    def entry() -> int:
+        return run_command(command, sys.argv[1:])
+
+    entry.__name__ = f"{command}_main"
+    return entry
+
+
+postconf_main = _entry("postconf")
+postmap_main = _entry("postmap")
+postalias_main = _entry("postalias")
+newaliases_main = _entry("newaliases")
+
+if __name__ == "__main__":
+    sys.exit(main())

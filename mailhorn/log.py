@@ -1,0 +1,139 @@
+"""Logging in Postfix's line format.
+
+Every record reads ``SYSLOG_NAME/PROGRAM[PID]: TEXT`` (e.g.
+``mailhorn/smtpd[812]: 4BCD1: client=…``) so that log analysers written for
+Postfix work unchanged; with ``syslog_name = postfix`` the lines are Postfix's.
+Warnings, errors and fatal errors carry Postfix's ``warning:``, ``error:``,
+``fatal:`` and ``panic:`` prefixes.
+
+Where records go (parameters ``syslog_name``, ``syslog_facility``,
+``maillog_file``):
+
+* to ``maillog_file`` when it is set, as ``Mon DD HH:MM:SS host`` + record;
+* else to syslog through ``/dev/log`` when that socket exists;
+* and, for commands run by a person (``stderr=True``), also to standard error
+  as ``PROGRAM: TEXT``, as Postfix's commands print their messages.
+
+:func:`fatal` logs and exits with status 1, as Postfix's msg_fatal does.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import NoReturn, TextIO
+
+#: syslog facility codes (RFC 5424 §6.2.1) for ``syslog_facility``.
+FACILITIES = {
+    "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6,
+    "news": 7, "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11,
+    **{f"local{i}": 16 + i for i in range(8)},
+}
+_SEVERITY = {"panic": 2, "fatal": 2, "error": 3, "warning": 4, "info": 6}
+
+
+@dataclass
+class _State:
+    program: str = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "mailhorn"
+    syslog_name: str = "mailhorn"
+    facility: int = FACILITIES["mail"]
+    maillog_file: str | None = None
+    stderr: TextIO | None = None
+    syslog_path: str | None = "/dev/log"
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    sock: socket.socket | None = None
+
+
+_state = _State()
+
+
+def setup(
+    program: str,
+    *,
+    syslog_name: str = "mailhorn",
+    facility: str = "mail",
+    maillog_file: str | None = None,
+    stderr: bool = False,
+    syslog_path: str | None = "/dev/log",
+) -> None:
+    """Configure where records go; call once at program start."""
+    _state.program = program
+    _state.syslog_name = syslog_name or "mailhorn"
+    _state.facility = FACILITIES.get(facility.lower(), FACILITIES["mail"])
+    _state.maillog_file = maillog_file or None
+    _state.stderr = sys.stderr if stderr else None
+    _state.syslog_path = syslog_path
+    if _state.sock is not None:
+        _state.sock.close()
+        _state.sock = None
+
+
+def tag() -> str:
+    """``SYSLOG_NAME/PROGRAM[PID]``, the prefix of every record."""
+    return f"{_state.syslog_name}/{_state.program}[{os.getpid()}]"
+
+
+def _emit(severity: str, text: str) -> None:
+    body = text if severity == "info" else f"{severity}: {text}"
+    with _state.lock:
+        if _state.stderr is not None:
+            print(f"{_state.program}: {body}", file=_state.stderr, flush=True)
+        if _state.maillog_file:
+            _write_file(body)
+        else:
+            _write_syslog(severity, body)
+
+
+def _write_file(body: str) -> None:
+    assert _state.maillog_file is not None
+    stamp = time.strftime("%b %e %H:%M:%S")
+    line = f"{stamp} {socket.gethostname()} {tag()}: {body}\n"
+    try:
+        with open(_state.maillog_file, "a", encoding="utf-8", errors="backslashreplace") as f:
+            f.write(line)
+    except OSError as exc:
+        if _state.stderr is None:
+            print(f"{_state.program}: warning: open {_state.maillog_file}: {exc.strerror}", file=sys.stderr)
+
+
+def _write_syslog(severity: str, body: str) -> None:
+    path = _state.syslog_path
+    if not path or not os.path.exists(path):
+        return
+    priority = _state.facility * 8 + _SEVERITY[severity]
+    message = f"<{priority}>{time.strftime('%b %e %H:%M:%S')} {tag()}: {body}"
+    try:
+        if _state.sock is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            sock.connect(path)
+            _state.sock = sock
+        _state.sock.send(message.encode("utf-8", "backslashreplace"))
+    except OSError:
+        if _state.sock is not None:
+            _state.sock.close()
+        _state.sock = None
+
+
+def info(text: str) -> None:
+    """An ordinary record."""
+    _emit("info", text)
+
+
+def warning(text: str) -> None:
+    """Something is wrong but work goes on."""
+    _emit("warning", text)
+
+
+def error(text: str) -> None:
+    """Something failed; the program goes on."""
+    _emit("error", text)
+
+
+def fatal(text: str, status: int = 1) -> NoReturn:
+    """Log ``fatal: text`` and exit with ``status`` (1, as Postfix)."""
+    _emit("fatal", text)
+    raise SystemExit(status)

@@ -1,0 +1,1 @@
+"""Lookup tables (``type:name``) behind one interface; see :mod:`mailhorn.tables.base`."""
