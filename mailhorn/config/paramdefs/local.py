@@ -76,20 +76,20 @@ PARAMS: tuple[Param, ...] = (
     Param("command_time_limit", Kind.TIME, "1000s", "The time limit for a |command delivery.", unit="s"),
     Param(
         "command_expansion_filter",
-        Kind.LIST,
+        Kind.STRING,
         "1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
         "The characters allowed in $name expansions of command lines.",
     ),
     Param("command_execution_directory", Kind.STRING, "", "The working directory of |command deliveries."),
     Param(
         "execution_directory_expansion_filter",
-        Kind.LIST,
+        Kind.STRING,
         "1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
         "The characters allowed in command_execution_directory expansions.",
     ),
     Param(
         "forward_expansion_filter",
-        Kind.LIST,
+        Kind.STRING,
         "1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
         "The characters allowed in forward_path expansions.",
     ),

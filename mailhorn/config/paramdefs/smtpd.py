@@ -245,9 +245,10 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param(
         "smtpd_expansion_filter",
-        Kind.LIST,
+        Kind.STRING,
         (
-            "\\t\\40!\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"
+            "\\t\\40!\"#$%&'()*+,"
+            "-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"
         ),
         "The characters allowed in $name expansions of reply texts.",
     ),

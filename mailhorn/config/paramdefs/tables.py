@@ -19,7 +19,8 @@ PARAMS: tuple[Param, ...] = (
         "parent_domain_matches_subdomains",
         Kind.LIST,
         (
-            "debug_peer_list,fast_flush_domains,mynetworks,permit_mx_backup_networks,qmqpd_authorized_clients,relay_domains,smtpd_access_maps"
+            "debug_peer_list,fast_flush_domains,mynetworks,permit_mx_backup_networks,"
+            "qmqpd_authorized_clients,relay_domains,smtpd_access_maps"
         ),
         "Features in which a domain also matches its subdomains.",
     ),
