@@ -20,8 +20,8 @@ Parameters read: none.
 Errors: a rule Postfix would skip is skipped with Postfix's warning (file and
 line); a missing file or bad inline text raises :class:`TableConfigError`; a
 match that runs longer than :data:`MATCH_TIMEOUT` seconds (a pathological
-pattern) raises :class:`TableRetry`. An empty result is returned with
-Postfix's two warnings about it.
+pattern) raises :class:`TableRetry`. An empty result (``/x/`` with no
+text, or an empty ``$1``) is returned as ``""``, as Postfix returns it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from typing import Any
 
 import regex  # type: ignore[import-untyped]
 
-from mailhorn import log
 from mailhorn.config.load import Config
 from mailhorn.tables.base import OpenOptions, TableRetry
 from mailhorn.tables.ere import PosixRegexError, translate
@@ -140,11 +139,9 @@ class PatternTable:
             i += 1
             if (found is None) != rule.negate:
                 continue
-            result = _substitute(rule.template, found)
-            if not result:
-                log.warning(f"table {self._type}:{self._name}: key {key}: empty string result is not allowed")
-                log.warning(f"table {self._type}:{self._name} should return NO RESULT in case of NOT FOUND")
-            return result
+            # An empty result is returned as such; the generic lookup layer
+            # (postmap's, as Postfix's dict layer) warns about it.
+            return _substitute(rule.template, found)
         return None
 
 
