@@ -30,7 +30,7 @@ import sys
 from dataclasses import dataclass, field
 
 from mailhorn import log
-from mailhorn.cli.postconf_params import Catalog, build_catalog
+from mailhorn.cli.postconf_params import RAW_PARAMETERS, Catalog, build_catalog
 from mailhorn.cli.postconf_print import master_entry, param_line, value_line
 from mailhorn.config import edit
 from mailhorn.config.errors import ConfigError
@@ -122,8 +122,9 @@ def _run(opts: Options) -> int:
         for name in LOCK_METHODS:
             print(name)
         return 0
-    main_path = os.path.join(opts.config_dir, "main.cf")
-    master_path = os.path.join(opts.config_dir, "master.cf")
+    # Postfix joins with a plain "/", so "DIR/" gives "DIR//main.cf" in messages.
+    main_path = f"{opts.config_dir}/main.cf"
+    master_path = f"{opts.config_dir}/master.cf"
     master_mode = next((f for f in ("-M", "-F", "-P") if opts.has(f)), None)
     edit_mode = next((f for f in ("-e", "-X", "-#") if opts.has(f)), None)
     if edit_mode is not None:
@@ -166,15 +167,16 @@ def _print_params(opts: Options, catalog: Catalog) -> None:
     fold = opts.has("-f")
 
     def value_of(name: str) -> str | None:
+        expand = opts.has("-x") and name not in RAW_PARAMETERS
         if defaults:
             default = catalog.default(name, catalog.value)
             if default is None:
                 return None
-            return catalog.expand(default, name) if opts.has("-x") else default
+            return catalog.expand(default, name) if expand else default
         raw = catalog.raw(name)
         if raw is None:
             return None
-        return catalog.value(name) if opts.has("-x") else raw
+        return catalog.value(name) if expand else raw
 
     def show(name: str, value: str) -> None:
         if opts.has("-h"):

@@ -58,6 +58,15 @@ SERVICE_SUFFIXES: tuple[tuple[str, str], ...] = (
 )
 TIME_LIMIT = ("_time_limit", "$command_time_limit")
 
+#: Parameters whose ``$name`` references are expanded when used, at delivery
+#: or reply time (``$home``, ``$rbl_code``, ...); ``postconf -x`` shows them
+#: unexpanded, as Postfix does.
+RAW_PARAMETERS = frozenset({
+    "command_execution_directory", "default_rbl_reply", "forward_path", "luser_relay",
+    "mailbox_command", "postscreen_expansion_filter", "postscreen_reject_footer",
+    "smtpd_expansion_filter", "smtpd_reject_footer",
+})
+
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
@@ -207,7 +216,13 @@ def build_catalog(
     catalog = Catalog(
         last_wins(entries), service_parameters(master), main_path=main_path, master=master,
         config_dir=config_dir, overrides=dict(overrides or {}))
-    undefined_seen: set[str] = set()
+    first_seen: dict[str, Entry] = {}
+    for entry in entries:
+        earlier = first_seen.get(entry.name)
+        if earlier is not None:
+            catalog.warnings.append(
+                f"{entry.file}, line {entry.line}: overriding earlier entry: {entry.name}={earlier.value}")
+        first_seen[entry.name] = entry
 
     def note(names: list[str], where: str) -> None:
         for ref in names:
@@ -215,8 +230,7 @@ def build_catalog(
                 continue
             if ref in catalog.main:
                 catalog.user.add(ref)
-            elif ref not in undefined_seen:
-                undefined_seen.add(ref)
+            else:
                 catalog.warnings.append(f"{where}: undefined parameter: {ref}")
 
     if master is not None:
