@@ -63,7 +63,8 @@ class ReplyParser:
             line = self._framer.take(self._buf)
             if line is None:
                 return None
-            text = line.text.decode("utf-8", "surrogateescape")
+            # A stray CR in a reply line is not ours to pass on.
+            text = line.text.decode("utf-8", "surrogateescape").rstrip("\r").replace("\r", " ")
             m = _LINE_RE.match(text)
             if m is None:
                 raise ReplySyntaxError(f"malformed reply line: {text[:80]!r}")

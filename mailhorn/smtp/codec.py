@@ -66,6 +66,7 @@ from mailhorn.smtp.commands import (
     Rset,
     StartTls,
     parse_command,
+    split_words,
 )
 from mailhorn.smtp.data import BdatReader, DataReader, DataStatus
 from mailhorn.smtp.lines import Line, LineFramer
@@ -260,7 +261,8 @@ class ServerEngine:
             return None
         pipelined = bool(self._buf)
         text = _decode(line.text)
-        verb = text.strip(" \t").split(" ", 1)[0].split("\t", 1)[0].upper()
+        words = split_words(text)
+        verb = words[0].upper() if words else ""
         if line.bare_newline and self._data.mode == "reject":
             return self._reject(R.bare_newline_received(self.hostname), text, verb, pipelined, True)
         try:

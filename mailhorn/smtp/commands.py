@@ -46,6 +46,9 @@ __all__ = [
 
 # Largest SIZE / BDAT count we represent (off_t in Postfix).
 MAX_OCTETS = 2**63 - 1
+# Word separators: Postfix splits commands on any white space, so a stray CR
+# before the CRLF is a separator too.
+_SPACE = " \t\r\f\v"
 _NOTIFY_WORDS = frozenset({"SUCCESS", "FAILURE", "DELAY"})
 
 
@@ -204,7 +207,7 @@ Command = Union[
 
 
 def split_words(text: str) -> list[str]:
-    """Split on spaces/tabs outside double quotes (backslash escapes inside
+    """Split on white space outside double quotes (backslash escapes inside
     quotes).  An unterminated quote runs to the end of the line."""
     words: list[str] = []
     cur: list[str] = []
@@ -220,7 +223,7 @@ def split_words(text: str) -> list[str]:
                 i += 1
             elif ch == '"':
                 quoted = False
-        elif ch in " \t":
+        elif ch in _SPACE:
             if cur:
                 words.append("".join(cur))
                 cur = []
@@ -322,7 +325,7 @@ def _check_mailbox(text: str) -> bool:
                 quoted = False
         elif ch == '"':
             quoted = True
-        elif ch in "<>, \t":
+        elif ch in "<>," or ch in _SPACE:
             return False
         i += 1
     return not quoted
@@ -341,10 +344,8 @@ def parse_path(word: str) -> Path:
         # strict_rfc821_envelopes = no: "a@b>" is taken as a@b.
         inner = inner[:-1]
     route: tuple[str, ...] = ()
-    if inner.startswith("@"):
-        colon = inner.find(":")
-        if colon < 0:
-            raise ValueError("source route without colon")
+    colon = inner.find(":")
+    if inner.startswith("@") and colon >= 0:
         hops = inner[:colon].split(",")
         if any(len(h) < 2 or not h.startswith("@") for h in hops):
             raise ValueError("bad source route")
@@ -525,13 +526,13 @@ def parse_command(text: str, *, lmtp: bool = False, binarymime: bool = False) ->
 
     Raises `SmtpReplyError` with Postfix's reply for a syntax error.
     """
-    stripped = text.strip(" \t")
+    stripped = text.strip(_SPACE)
     if not stripped:
         raise SmtpReplyError(R.BAD_SYNTAX)
     words = split_words(stripped)
     verb = words[0].upper()
     args = words[1:]
-    rest = stripped[len(words[0]) :].strip(" \t")
+    rest = stripped[len(words[0]) :].strip(_SPACE)
     if verb == "HELO" and not lmtp:
         return _hello(verb, rest, R.SYNTAX_HELO)
     if verb == "EHLO" and not lmtp:

@@ -179,7 +179,13 @@ TOO_MANY_ERRORS = Reply.of(421, "4.7.0", "Error: too many errors")
 def unsupported_option(option: str) -> Reply:
     """``555 5.5.4 Unsupported option: X`` for an unknown ESMTP parameter
     (RFC 5321 §4.1.1.11 says 555 for unrecognised MAIL/RCPT parameters)."""
-    return Reply.of(555, "5.5.4", f"Unsupported option: {option}")
+    return Reply.of(555, "5.5.4", f"Unsupported option: {printable(option)}")
+
+
+def printable(text: str) -> str:
+    """Peer text made safe to echo in a reply or log: control characters
+    become ``?`` (as Postfix's printable() does)."""
+    return "".join("?" if ord(c) < 32 or ord(c) == 127 else c for c in text)
 
 
 def greeting(banner: str) -> Reply:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from mailhorn.smtp import reply as R
 from mailhorn.smtp.codec import (
@@ -124,7 +125,7 @@ class Session:
         elif isinstance(cmd, Quit):
             self.answer(R.BYE)
         elif isinstance(cmd, Vrfy):
-            self.answer(R.Reply.of(252, "2.0.0", cmd.argument))
+            self.answer(R.Reply.of(252, "2.0.0", R.printable(cmd.argument)))
         elif isinstance(cmd, Etrn):
             self.answer(R.ETRN_UNABLE)
         elif isinstance(cmd, StartTls):
@@ -144,10 +145,10 @@ class Session:
 
 
 def run(data: bytes, pieces: Iterable[int] | None = None, *, starttls: bool = True,
-        **engine_args: object) -> Session:
+        **engine_args: Any) -> Session:
     """Feed `data` in pieces of the given sizes (one piece if None)."""
     engine_args.setdefault("hostname", HOST)
-    session = Session(ServerEngine(**engine_args), starttls_enabled=starttls)  # type: ignore[arg-type]
+    session = Session(ServerEngine(**engine_args), starttls_enabled=starttls)
     pos = 0
     sizes = list(pieces) if pieces is not None else [len(data)]
     for size in sizes:
