@@ -12,6 +12,7 @@ and parameter of a bad value.
 
 from __future__ import annotations
 
+import builtins
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -101,7 +102,7 @@ class Config:
             return False
         raise self._bad(name, "bad boolean configuration")
 
-    def int(self, name: str) -> int:
+    def int(self, name: str) -> builtins.int:
         """A whole-number parameter."""
         value = self.get(name).strip()
         try:
@@ -109,7 +110,7 @@ class Config:
         except ValueError:
             raise self._bad(name, "bad numerical configuration") from None
 
-    def time(self, name: str) -> int:
+    def time(self, name: str) -> builtins.int:
         """A time parameter in seconds; a bare number uses the parameter's unit."""
         value = self.get(name).strip()
         match = _TIME_RE.match(value)
@@ -119,7 +120,7 @@ class Config:
         unit = (match.group(2) or (param.unit if param else "s")).lower()
         return int(match.group(1)) * _TIME_UNITS[unit]
 
-    def list(self, name: str) -> list[str]:
+    def list(self, name: str) -> builtins.list[str]:
         """A list parameter split on commas and/or whitespace."""
         return split_list(self.get(name))
 

@@ -158,6 +158,8 @@ class Expander:
 
     def _braced(self, inner: str, depth: int) -> str:
         """Expand the inside of ``${...}``: a name, maybe with ``?`` or ``:``."""
+        if inner.startswith("{"):
+            return self._compare(inner, depth)
         j = 0
         while j < len(inner) and inner[j] in _NAME_CHARS:
             j += 1
@@ -167,41 +169,117 @@ class Expander:
             raise MacroError(f'empty macro name: "{inner}"')
         if not rest:
             return self._value(name, depth)
-        op, arg = rest[0], rest[1:].lstrip()
-        if op not in "?:":
+        if rest[0] not in "?:":
             # Postfix takes a name with odd characters as an undefined name.
             if self._on_undefined is not None:
                 self._on_undefined(inner)
             return ""
         nonempty = self._value(name, depth) != ""
-        if arg.startswith("{"):
-            first_end = _matching(arg, 0, "{", "}")
-            if first_end < 0:
-                raise MacroError(f'truncated macro reference: "{inner}"')
-            first = arg[1:first_end].strip()
-            after = arg[first_end + 1 :].strip()
-            if op == "?" and after:
-                if not after.startswith(":"):
-                    raise MacroError(f'":" expected at: "...{arg[:first_end + 1]}>>>{after}"')
-                second_text = after[1:].strip()
-                if not second_text.startswith("{"):
-                    raise MacroError(f'"{{" expected at: "...:>>>{second_text}"')
-                second_end = _matching(second_text, 0, "{", "}")
-                if second_end < 0:
-                    raise MacroError(f'truncated macro reference: "{inner}"')
-                if second_text[second_end + 1 :].strip():
-                    raise MacroError(
-                        f'unexpected input at: "...{second_text[:second_end + 1]}>>>'
-                        f'{second_text[second_end + 1:].strip()}"'
-                    )
-                second = second_text[1:second_end].strip()
-                return self.expand(first if nonempty else second, depth + 1)
-            if after:
-                raise MacroError(f'unexpected input at: "...{arg[:first_end + 1]}>>>{after}"')
-            arg = first
-        if (op == "?") == nonempty:
-            return self.expand(arg, depth + 1)
-        return ""
+        if rest[0] == ":":
+            text, _ = _branches(rest[1:], allow_else=False)
+            return "" if nonempty else self.expand(text, depth + 1)
+        true_text, false_text = _branches(rest[1:], allow_else=True)
+        return self.expand(true_text if nonempty else false_text, depth + 1)
+
+    def _compare(self, inner: str, depth: int) -> str:
+        """``${{text} OP {text} ? {true} : {false}}`` (postconf(5), Postfix 3.7 defaults).
+
+        ``==`` and ``!=`` compare text; ``<`` ``<=`` ``>`` ``>=`` compare
+        decimal numbers (text when either side is not a number); the ``level``
+        forms (``<level``) compare compatibility levels such as ``3.6``. Without
+        ``?`` the result is ``true`` or nothing.
+        """
+        left_end = _matching(inner, 0, "{", "}")
+        if left_end < 0:
+            raise MacroError(f'truncated macro reference: "{inner}"')
+        left = self.expand(inner[1:left_end], depth + 1)
+        rest = inner[left_end + 1 :].lstrip()
+        op = ""
+        while rest and rest[0] in "=!<>":
+            op, rest = op + rest[0], rest[1:]
+        if rest.startswith("level"):
+            op, rest = op + "level", rest[len("level") :]
+        rest = rest.lstrip()
+        if op.removesuffix("level") not in _COMPARISONS or not rest.startswith("{"):
+            raise MacroError(f'unknown operator at: "...{inner[:left_end + 1]}>>>{inner[left_end + 1:]}"')
+        right_end = _matching(rest, 0, "{", "}")
+        if right_end < 0:
+            raise MacroError(f'truncated macro reference: "{inner}"')
+        right = self.expand(rest[1:right_end], depth + 1)
+        outcome = _compare_values(left, op, right)
+        rest = rest[right_end + 1 :].lstrip()
+        if not rest.strip():
+            return "true" if outcome else ""
+        if not rest.startswith("?"):
+            raise MacroError(f'"?" expected at: "...{rest}"')
+        true_text, false_text = _branches(rest[1:], allow_else=True)
+        return self.expand(true_text if outcome else false_text, depth + 1)
+
+
+def _branches(text: str, allow_else: bool) -> tuple[str, str]:
+    """Split what follows ``?`` (or ``:``) into the texts to use when true and false.
+
+    ``{a}`` or ``{a}:{b}`` or ``{a}:b`` or plain ``a``; the text inside the
+    braces is used as it is (postconf collapses whitespace only when printing).
+    """
+    body = text.lstrip()
+    if not body.startswith("{"):
+        return text, ""
+    first_end = _matching(body, 0, "{", "}")
+    if first_end < 0:
+        raise MacroError(f'truncated macro reference: "{text}"')
+    first = body[1:first_end]
+    after = body[first_end + 1 :].lstrip()
+    if not after:
+        return first, ""
+    if not allow_else or not after.startswith(":"):
+        kind = "unexpected input" if not allow_else else '":" expected'
+        raise MacroError(f'{kind} at: "...{body[:first_end + 1]}>>>{after}"')
+    second = after[1:]
+    if not second.lstrip().startswith("{"):
+        return first, second
+    second = second.lstrip()
+    second_end = _matching(second, 0, "{", "}")
+    if second_end < 0:
+        raise MacroError(f'truncated macro reference: "{text}"')
+    if second[second_end + 1 :].strip():
+        raise MacroError(f'unexpected input at: "...{second[:second_end + 1]}>>>{second[second_end + 1:].strip()}"')
+    return first, second[1:second_end]
+
+
+_COMPARISONS = frozenset({"==", "!=", "<", "<=", ">", ">="})
+
+
+def _level(text: str) -> tuple[int, ...]:
+    """A compatibility level (``3.6``, ``2``) as a tuple of three numbers."""
+    parts = [int(p) if p.isdigit() else 0 for p in text.strip().split(".")]
+    return tuple((parts + [0, 0, 0])[:3])
+
+
+def _compare_values(left: str, op: str, right: str) -> bool:
+    """Apply a comparison operator of a ``${{a} OP {b}...}`` expression."""
+    base = op.removesuffix("level")
+    a: tuple[int, ...] | int | str
+    b: tuple[int, ...] | int | str
+    if op.endswith("level"):
+        a, b = _level(left), _level(right)
+    elif base in ("==", "!="):
+        a, b = left, right
+    elif left.strip().isdigit() and right.strip().isdigit():
+        a, b = int(left), int(right)
+    else:
+        a, b = left, right
+    if base == "==":
+        return a == b
+    if base == "!=":
+        return a != b
+    if base == "<":
+        return a < b  # type: ignore[operator]
+    if base == "<=":
+        return a <= b  # type: ignore[operator]
+    if base == ">":
+        return a > b  # type: ignore[operator]
+    return a >= b  # type: ignore[operator]
 
 
 def _matching(text: str, start: int, open_: str, close: str) -> int:

@@ -12,7 +12,6 @@ parameter the seed guides set (main.cf lines, ``postconf -e``, master.cf
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 from pathlib import Path
@@ -30,15 +29,6 @@ EXCEPTIONS: dict[str, str] = {
     "syslog_name": "deliberate: log records say mailhorn unless syslog_name is set (design.md §1)",
     "process_id": "the process ID of whichever program prints it",
     "process_name": "the name of whichever program prints it (postconf for the real one)",
-}
-
-#: Parameters whose default needs a feature outside the registry that is not there yet.
-PENDING: dict[str, str] = {
-    "mynetworks": (
-        "the mynetworks_style default uses Postfix's relational macro "
-        "${{$compatibility_level} <level {2} ? {subnet} : {host}}, which the main.cf "
-        "expander does not evaluate yet"
-    ),
 }
 
 SEEDS = Path(os.environ.get("MAILHORN_SEEDS", "/work/shared/seeds"))
@@ -79,7 +69,7 @@ def test_registry_defaults_match_postconf(real_defaults: dict[str, str]) -> None
     config = Config()
     mismatches = []
     for name in PARAMS:
-        if name in EXCEPTIONS or name in PENDING:
+        if name in EXCEPTIONS:
             continue
         raw = config.raw(name)
         assert raw is not None
@@ -93,7 +83,6 @@ def test_registry_defaults_match_postconf(real_defaults: dict[str, str]) -> None
 def test_exceptions_are_declared_and_differ_as_documented(real_defaults: dict[str, str]) -> None:
     config = Config()
     assert set(EXCEPTIONS) <= set(PARAMS)
-    assert set(PENDING) <= set(PARAMS)
     assert real_defaults["syslog_name"] == "${multi_instance_name?{$multi_instance_name}:{postfix}}"
     assert config.raw("syslog_name") == "${multi_instance_name?{$multi_instance_name}:{mailhorn}}"
     assert config.get("syslog_name") == "mailhorn"
@@ -102,27 +91,17 @@ def test_exceptions_are_declared_and_differ_as_documented(real_defaults: dict[st
     assert real_defaults["process_name"] == "postconf"
 
 
-@pytest.mark.xfail(reason=PENDING["mynetworks"], strict=False)
 def test_mynetworks_default_matches_postconf(real_defaults: dict[str, str]) -> None:
     assert Config().raw("mynetworks") == real_defaults["mynetworks"]
 
 
-def _postconf_cli_available() -> bool:
-    try:
-        importlib.import_module("mailhorn.cli.postconf")
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _postconf_cli_available(), reason="mailhorn.cli.postconf is not written yet")
 def test_cli_postconf_d_matches_postconf(tmp_path: Path) -> None:
     """``mailhorn postconf -d NAME...`` prints what ``postconf -d NAME...`` prints."""
     confdir = tmp_path / "etc"
     confdir.mkdir()
     (confdir / "main.cf").write_text("")
     (confdir / "master.cf").write_text("")
-    names = [n for n in PARAMS if n not in PENDING and n not in ("syslog_name", "process_id")]
+    names = [n for n in PARAMS if n not in ("syslog_name", "process_id")]
     real = run_postfix("postconf", "-c", str(confdir), "-d", *names)
     require(real.returncode == 0, f"postconf -d failed: {real.stderr}")
     ours = run_mailhorn("postconf", "-c", str(confdir), "-d", *names)
@@ -130,7 +109,6 @@ def test_cli_postconf_d_matches_postconf(tmp_path: Path) -> None:
     assert ours.stdout == real.stdout
 
 
-@pytest.mark.skipif(not _postconf_cli_available(), reason="mailhorn.cli.postconf is not written yet")
 def test_cli_postconf_d_exceptions(tmp_path: Path) -> None:
     confdir = tmp_path / "etc"
     confdir.mkdir()

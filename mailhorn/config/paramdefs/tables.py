@@ -62,4 +62,32 @@ PARAMS: tuple[Param, ...] = (
         "$smtp_sasl_auth_cache_name $lmtp_sasl_auth_cache_name $address_verify_map $postscreen_cache_map",
         "Tables the read-write table proxy may open.",
     ),
+    # Referred to by the proxy_read_maps/proxy_write_maps defaults, so that
+    # they expand as Postfix's do; mailhorn has no postscreen or tlsproxy
+    # service and uses none of these for anything else.
+    Param(
+        "postscreen_cache_map",
+        Kind.STRING,
+        "btree:$data_directory/postscreen_cache",
+        "Cache of client verdicts of Postfix's postscreen (named by proxy_write_maps).",
+    ),
+    Param("postscreen_command_filter", Kind.STRING, "", "Command rewriting table of postscreen (named by proxy_read_maps)."),
+    Param(
+        "postscreen_discard_ehlo_keyword_address_maps",
+        Kind.LIST,
+        "$smtpd_discard_ehlo_keyword_address_maps",
+        "Per-client EHLO keywords postscreen hides (named by proxy_read_maps).",
+    ),
+    Param(
+        "postscreen_reject_footer_maps",
+        Kind.LIST,
+        "$smtpd_reject_footer_maps",
+        "Per-reply footer tables of postscreen (named by proxy_read_maps).",
+    ),
+    Param(
+        "tlsproxy_client_policy_maps",
+        Kind.LIST,
+        "${tlsproxy_client_policy:$smtp_tls_policy_maps}",
+        "TLS client policy of the TLS proxy (named by proxy_read_maps).",
+    ),
 )
