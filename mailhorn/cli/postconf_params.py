@@ -60,12 +60,11 @@ TIME_LIMIT = ("_time_limit", "$command_time_limit")
 
 #: Parameters whose ``$name`` references are expanded when used, at delivery
 #: or reply time (``$home``, ``$rbl_code``, ...); ``postconf -x`` shows them
-#: unexpanded, as Postfix does.
-RAW_PARAMETERS = frozenset({
-    "command_execution_directory", "default_rbl_reply", "forward_path", "luser_relay",
-    "mailbox_command", "postscreen_expansion_filter", "postscreen_reject_footer",
-    "smtpd_expansion_filter", "smtpd_reject_footer",
-})
+#: unexpanded, as Postfix does. Postfix's postscreen ones are not in the registry.
+RAW_PARAMETERS = frozenset(
+    {name for name, param in PARAMS.items() if param.raw}
+    | {"postscreen_expansion_filter", "postscreen_reject_footer"}
+)
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 

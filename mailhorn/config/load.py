@@ -89,9 +89,32 @@ class Config:
         if cached is not None:
             return cached
         raw = self.raw(name)
-        value = "" if raw is None else self.expand(raw, name)
+        param = PARAMS.get(name)
+        if raw is None:
+            value = ""
+        elif param is not None and param.raw:
+            value = raw
+        else:
+            value = self.expand(raw, name)
         self._cache[name] = value
         return value
+
+    def expand_with(self, name: str, variables: Mapping[str, str]) -> str:
+        """Expand a ``raw`` parameter with run-time ``variables`` (``$home``, …) first.
+
+        Names not in ``variables`` come from the configuration, as when local(8)
+        expands ``forward_path`` or smtpd expands ``default_rbl_reply``.
+        """
+        raw = self.raw(name) or ""
+
+        def lookup(key: str) -> str | None:
+            return variables[key] if key in variables else self.raw(key)
+
+        try:
+            return Expander(lookup).expand(raw)
+        except MacroError as exc:
+            file, line = self.where(name)
+            raise ConfigError(exc.message, file=file, line=line, param=name) from exc
 
     def bool(self, name: str) -> bool:
         """A yes/no parameter (case-insensitive, as Postfix's get_mail_conf_bool)."""

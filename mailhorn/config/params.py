@@ -41,6 +41,9 @@ class Param:
     ``default`` is the text ``postconf -d`` prints after ``name = ``; for a
     derived default it is empty and ``derive`` computes the value. ``unit`` is
     the default time unit of a TIME parameter (``s``, ``m``, ``h``, ``d``).
+    ``raw`` marks a parameter whose ``$name`` references are expanded by the
+    program using it, with its own variables (``$home``, ``$rbl_code``, …),
+    never by the configuration reader; ``postconf -x`` leaves it as it is.
     """
 
     name: str
@@ -49,6 +52,7 @@ class Param:
     doc: str
     unit: str = "s"
     derive: Derive | None = None
+    raw: bool = False
 
     def default_value(self, lookup: Callable[[str], str]) -> str:
         """The default as Postfix computes it on this host."""

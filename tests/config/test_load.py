@@ -95,3 +95,11 @@ def test_load_sets_config_directory_from_the_directory(tmp_path: Path) -> None:
 def test_load_missing_main_cf_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"open .*main\.cf: No such file or directory"):
         load(str(tmp_path / "nope"))
+
+
+def test_raw_parameters_are_expanded_only_with_run_time_variables() -> None:
+    c = config("recipient_delimiter = +\n")
+    assert c.get("forward_path") == "$home/.forward${recipient_delimiter}${extension}, $home/.forward"
+    assert c.expand_with("forward_path", {"home": "/home/ana", "extension": "lists"}) == (
+        "/home/ana/.forward+lists, /home/ana/.forward"
+    )

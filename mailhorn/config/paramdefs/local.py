@@ -33,13 +33,14 @@ PARAMS: tuple[Param, ...] = (
         Kind.STRING,
         "",
         "The command that delivers to the mailbox instead of local(8).",
+        raw=True,
     ),
     Param("mailbox_command_maps", Kind.LIST, "", "Per-user mailbox_command settings."),
     Param("mailbox_transport", Kind.STRING, "", "A transport that takes over mailbox delivery."),
     Param("mailbox_transport_maps", Kind.LIST, "", "Per-user mailbox_transport settings."),
     Param("fallback_transport", Kind.STRING, "", "The transport for recipients without a local account."),
     Param("fallback_transport_maps", Kind.LIST, "", "Per-user fallback_transport settings."),
-    Param("luser_relay", Kind.STRING, "", "Where mail to an unknown local recipient is sent."),
+    Param("luser_relay", Kind.STRING, "", "Where mail to an unknown local recipient is sent.", raw=True),
     Param(
         "mailbox_size_limit",
         Kind.INT,
@@ -52,6 +53,7 @@ PARAMS: tuple[Param, ...] = (
         Kind.LIST,
         "$home/.forward${recipient_delimiter}${extension}, $home/.forward",
         "Where local(8) looks for a user's .forward file.",
+        raw=True,
     ),
     Param(
         "allow_mail_to_commands",
@@ -80,7 +82,7 @@ PARAMS: tuple[Param, ...] = (
         "1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
         "The characters allowed in $name expansions of command lines.",
     ),
-    Param("command_execution_directory", Kind.STRING, "", "The working directory of |command deliveries."),
+    Param("command_execution_directory", Kind.STRING, "", "The working directory of |command deliveries.", raw=True),
     Param(
         "execution_directory_expansion_filter",
         Kind.STRING,

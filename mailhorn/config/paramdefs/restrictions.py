@@ -83,6 +83,7 @@ PARAMS: tuple[Param, ...] = (
             "$rbl_domain${rbl_reason?; $rbl_reason}"
         ),
         "The reply template for a DNS blocklist hit.",
+        raw=True,
     ),
     Param("rbl_reply_maps", Kind.LIST, "", "Per-blocklist reply templates."),
     Param("access_map_reject_code", Kind.INT, "554", "The reply code of an access table REJECT."),

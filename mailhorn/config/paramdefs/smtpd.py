@@ -251,8 +251,9 @@ PARAMS: tuple[Param, ...] = (
             "-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"
         ),
         "The characters allowed in $name expansions of reply texts.",
+        raw=True,
     ),
-    Param("smtpd_reject_footer", Kind.STRING, "", "Text appended to every 4xx and 5xx reply."),
+    Param("smtpd_reject_footer", Kind.STRING, "", "Text appended to every 4xx and 5xx reply.", raw=True),
     Param("smtpd_reject_footer_maps", Kind.LIST, "", "Per-reply smtpd_reject_footer settings."),
     Param(
         "smtpd_dns_reply_filter",
