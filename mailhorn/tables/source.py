@@ -14,7 +14,9 @@ A logical line of a postmap source is ``key whitespace value``: the key ends
 at the first whitespace, the value is the rest with surrounding whitespace
 removed. A line without a value is skipped with ``FILE, line N: expected
 format: key whitespace value``; the line number is that of the first physical
-line.
+line. Double quotes in a key protect whitespace (``"a b" value``); an
+unbalanced quote skips the line with ``unbalanced '"' in 'LINE' -- ignoring
+this line``.
 
 Bytes that are not UTF-8 survive as surrogate escapes so that keys and values
 go out exactly as they came in.
@@ -91,28 +93,43 @@ def logical_lines(text: str, path: str, warn: Warn) -> Iterator[LogicalLine]:
         yield LogicalLine(first, "".join(parts))
 
 
-def split_entry(line: LogicalLine) -> SourceEntry | None:
-    """Split ``key whitespace value``; None when there is no value."""
+def split_entry(line: LogicalLine) -> SourceEntry | str:
+    """Split ``key whitespace value``, or say what is wrong with the line.
+
+    Whitespace inside double quotes does not end the key (the quotes stay part
+    of it; a backslash inside quotes protects the next character), as in
+    Postfix 3.x postmap.
+    """
     text = line.text
-    end = 0
-    while end < len(text) and text[end] not in " \t\r\n":
+    end, quoted = 0, False
+    while end < len(text):
+        ch = text[end]
+        if quoted and ch == "\\" and end + 1 < len(text):
+            end += 2
+            continue
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in " \t\r\n":
+            break
         end += 1
+    if quoted:
+        return f"unbalanced '\"' in '{text}'"
     value = text[end:].strip(" \t\r\n")
     if not value:
-        return None
+        return "expected format: key whitespace value"
     return SourceEntry(line.line, text[:end], value)
 
 
 def source_entries(text: str, path: str, warn: Warn, ignoring: bool = False) -> Iterator[SourceEntry]:
     """The ``key value`` entries of postmap source text, warning about bad lines.
 
-    ``ignoring`` adds texthash's `` -- ignoring this line`` to the warning.
+    ``ignoring`` adds texthash's `` -- ignoring this line`` to the format warning.
     """
-    suffix = " -- ignoring this line" if ignoring else ""
     for line in logical_lines(text, path, warn):
         entry = split_entry(line)
-        if entry is None:
-            warn(f"{path}, line {line.line}: expected format: key whitespace value{suffix}")
+        if isinstance(entry, str):
+            suffix = " -- ignoring this line" if ignoring or entry.startswith("unbalanced") else ""
+            warn(f"{path}, line {line.line}: {entry}{suffix}")
             continue
         yield entry
 
