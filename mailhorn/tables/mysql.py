@@ -160,9 +160,9 @@ class MysqlTable(SqlTable):
 
     def __init__(self, name: str, config: Config, options: OpenOptions) -> None:
         params = CfParams(name, config)
+        driver = MysqlDriver(params)  # reads dbname first, as Postfix does
         super().__init__("mysql", name, params, config, options)
         self.require_result_set = params.get_bool("require_result_set", True)
-        driver = MysqlDriver(params)
         hosts = [parse_host(h) for h in split_list(params.get_str("hosts"))] or [parse_host("localhost")]
         self.pool: ConnectionPool[Any] = ConnectionPool(
             "mysql", hosts, driver,

@@ -142,8 +142,8 @@ class PgsqlTable(SqlTable):
             if function:
                 # pgsql_table(5): select_function = f means SELECT f('%s').
                 params.fallback["query"] = f"SELECT {function}('%s')"
+        self.driver = PgsqlDriver(params)  # reads dbname first, as Postfix does
         super().__init__("pgsql", name, params, config, options)
-        self.driver = PgsqlDriver(params)
         hosts = [parse_pg_host(h) for h in split_list(params.get_str("hosts"))] or [parse_pg_host("localhost")]
         self.pool: ConnectionPool[PgConnection] = ConnectionPool(
             "pgsql", hosts, self.driver,

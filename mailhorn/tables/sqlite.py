@@ -76,8 +76,8 @@ class SqliteTable(SqlTable):
 
     def __init__(self, name: str, config: Config, options: OpenOptions) -> None:
         params = CfParams(name, config)
-        super().__init__("sqlite", name, params, config, options)
         dbpath = params.get_str("dbpath", min_len=1)
+        super().__init__("sqlite", name, params, config, options)
         self.driver = SqliteDriver(dbpath, params.get_seconds("timeout", DEFAULT_TIMEOUT), name)
         # Postfix opens the database with the table: fail now, not at the first lookup.
         self.driver.close(self.driver.connect(Host(dbpath, True, dbpath)))

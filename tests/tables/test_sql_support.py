@@ -22,7 +22,11 @@ from mailhorn.tables.base import OpenOptions
 from mailhorn.tables.registry import open_table
 from tests.conftest import port_open, require, run_postfix
 
-DB_NAME = f"mailhorn_t{os.getpid()}_{secrets.token_hex(3)}"
+
+
+def db_name() -> str:
+    """A fresh database name (the fixtures are imported by several modules)."""
+    return f"mailhorn_t{os.getpid()}_{secrets.token_hex(4)}"
 
 #: The generic test table: keys, values, a second column and NULLs.
 ROWS: list[tuple[str, str | None, str | None]] = [
@@ -76,28 +80,30 @@ def insert_rows(backslash: bool) -> str:
 def mysql_db() -> Iterator[str]:
     """A scratch MariaDB database holding table ``t`` and the seed-003 schema."""
     require(port_open(3306), "MariaDB is not listening on 127.0.0.1:3306")
-    mysql_cli(f"CREATE DATABASE `{DB_NAME}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;")
+    name = db_name()
+    mysql_cli(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin;")
     try:
         mysql_cli("CREATE TABLE t (k VARCHAR(128) NOT NULL, v VARCHAR(128) NULL, v2 VARCHAR(128) NULL);\n"
-                  + insert_rows(True), DB_NAME)
-        mysql_cli(seed003_mysql_schema() + seed003_rows(), DB_NAME)
-        yield DB_NAME
+                  + insert_rows(True), name)
+        mysql_cli(seed003_mysql_schema() + seed003_rows(), name)
+        yield name
     finally:
-        mysql_cli(f"DROP DATABASE IF EXISTS `{DB_NAME}`;")
+        mysql_cli(f"DROP DATABASE IF EXISTS `{name}`;")
 
 
 @pytest.fixture(scope="session")
 def pgsql_db() -> Iterator[str]:
     """A scratch PostgreSQL database holding table ``t`` and the seed-003 schema."""
     require(port_open(5432), "PostgreSQL is not listening on 127.0.0.1:5432")
-    psql_cli(f'CREATE DATABASE "{DB_NAME}" ENCODING \'UTF8\' TEMPLATE template0;')
+    name = db_name()
+    psql_cli(f'CREATE DATABASE "{name}" ENCODING \'UTF8\' TEMPLATE template0;')
     try:
         psql_cli("CREATE TABLE t (k VARCHAR(128) NOT NULL, v VARCHAR(128) NULL, v2 VARCHAR(128) NULL);\n"
-                 + insert_rows(False), DB_NAME)
-        psql_cli(seed003_pgsql_schema() + seed003_rows(), DB_NAME)
-        yield DB_NAME
+                 + insert_rows(False), name)
+        psql_cli(seed003_pgsql_schema() + seed003_rows(), name)
+        yield name
     finally:
-        psql_cli(f'DROP DATABASE IF EXISTS "{DB_NAME}";')
+        psql_cli(f'DROP DATABASE IF EXISTS "{name}";')
 
 
 # -- the seed guide 003 (Postfix + MySQL virtual domains) -------------------
