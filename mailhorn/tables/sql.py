@@ -35,11 +35,14 @@ NO_BACKSLASH_ESCAPES and PostgreSQL's standard_conforming_strings decide).
 Connections: one :class:`ConnectionPool` per table, shared by every thread and
 every user of the table (the registry caches tables by name, ``proxy:``
 included). Hosts are tried in random order, UNIX-domain sockets before TCP; a
-host that failed is skipped for ``retry_interval`` (60s) and connections idle
-for ``idle_interval`` (60s) are closed, the intervals Postfix uses. A pooled
-connection that the server dropped is replaced once before the host counts as
-failed. ``timeout`` (default 10s; a mailhorn addition) bounds connecting and
-each read, so a dead server becomes a temporary error quickly.
+host that failed is skipped for ``retry_interval`` and connections idle for
+``idle_interval`` are closed when next touched (60s each: Postfix's fixed
+intervals, settable here as a mailhorn addition). A pooled connection that the
+server dropped is replaced once before the host counts as failed (Postfix
+would fail that lookup). ``timeout`` (default 10s; a mailhorn addition) bounds
+connecting and each read, so a dead server becomes a temporary error quickly
+where Postfix's client can wait indefinitely. A failed SQL statement is a
+temporary error but, unlike Postfix, does not mark the host dead.
 
 Errors: :class:`TableConfigError` (with file, line and parameter) for a
 missing or malformed file, a missing query, a bad template or number;
