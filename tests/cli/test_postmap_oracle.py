@@ -155,7 +155,8 @@ STATIC_INLINE = [
     "static:foo",
     "static:{ a value with spaces }",
     "static:a b",
-    "inline:{ a=1, B = 2 , { c = three, with commas }, a=last }",
+    "inline:{ a=1, B=2 , { c = three, with commas }, a=last }",
+    "inline:{ a=1, B = 2 }",
     "inline:{ {x=1} }",
 ]
 
