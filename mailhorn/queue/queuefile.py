@@ -1,0 +1,670 @@
+"""The queue file: a record-based format, its writer and its validating reader.
+
+A queue file holds one message: the envelope (arrival time, sender,
+recipients with their DSN parameters and done-marks, DSN envelope id and RET,
+named attributes), the message content exactly as cleanup produced it, the
+records extracted from headers, and an end marker. The byte layout is
+documented in ``docs/queue-format.md``; in short, every record is::
+
+    type (1 byte) | length (4 bytes, big-endian) | data | CRC-32 (4 bytes, big-endian)
+
+The CRC covers the type byte, the length and the data, so a truncated file,
+a flipped bit or an unknown record type is detected when the file is read.
+A recipient is marked done by rewriting its type byte from ``R`` to ``D`` in
+place (as Postfix's queue manager does); the CRC is computed over the type
+``R`` for both, so that single-byte rewrite keeps the record valid and a crash
+can never leave a half-marked recipient.
+
+Record groups follow Postfix's three segments: the envelope (``V C T ...``)
+up to ``M``, the content (``B`` chunks) up to ``X``, the extracted segment up
+to ``E``, which must be the last bytes of the file.
+
+Parameters read: none (limits are constants of the format).
+
+Errors: :class:`CorruptQueueFile` for anything that does not validate; the
+queue manager moves such a file to ``corrupt/`` and logs the reason.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+__all__ = [
+    "CorruptQueueFile",
+    "DsnNotify",
+    "DsnRet",
+    "QueueFile",
+    "QueueFileWriter",
+    "Recipient",
+    "Record",
+    "RecordType",
+    "iter_content",
+    "iter_records",
+    "read_queue_file",
+]
+
+#: Data of the first record; a file that does not start with it is not ours.
+MAGIC = b"mailhorn-queue 1"
+#: Largest content chunk (``B`` record) the reader accepts and the writer makes.
+CHUNK_MAX = 1 << 20
+#: Size of the content chunks the writer makes.
+CHUNK_SIZE = 64 * 1024
+#: Largest envelope or extracted record (an address, an attribute).
+ENVELOPE_MAX = 64 * 1024
+
+_HEAD = struct.Struct(">cI")
+_CRC = struct.Struct(">I")
+#: Bytes a record adds around its data: type, length, CRC.
+OVERHEAD = _HEAD.size + _CRC.size
+
+#: The size record is fixed-width so it can be rewritten in place at commit:
+#: content size, content offset, recipient count, queue manager flags,
+#: message size, header size (cf. Postfix's REC_TYPE_SIZE_FORMAT).
+_SIZE_FORMAT = "%15d %15d %15d %15d %15d %15d"
+_SIZE_LEN = len(_SIZE_FORMAT % (0, 0, 0, 0, 0, 0))
+#: The warning-time record is fixed-width too (updated in place by qmgr).
+_WARN_FORMAT = "%15d"
+_WARN_LEN = 15
+
+
+class CorruptQueueFile(Exception):
+    """A queue file failed validation; ``offset`` is where reading stopped."""
+
+    def __init__(self, reason: str, offset: int | None = None) -> None:
+        super().__init__(reason if offset is None else f"{reason} at offset {offset}")
+        self.reason = reason
+        self.offset = offset
+
+
+class RecordType(bytes, enum.Enum):
+    """Record types; the letters follow Postfix's rec_type.h where one exists."""
+
+    VERSION = b"V"
+    SIZE = b"C"
+    TIME = b"T"
+    CTIME = b"c"
+    FULLNAME = b"F"
+    CONTENT_FILTER = b"I"
+    SENDER = b"S"
+    ATTR = b"A"
+    DSN_RET = b"<"
+    DSN_ENVID = b"i"
+    DSN_ORCPT = b"o"
+    DSN_NOTIFY = b"n"
+    ORIG_RCPT = b"O"
+    RCPT = b"R"
+    DONE = b"D"
+    WARN = b"W"
+    MESSAGE = b"M"
+    CONTENT = b"B"
+    EXTRACTED = b"X"
+    RETURN_RECEIPT = b"r"
+    ERRORS_TO = b"e"
+    END = b"E"
+
+
+_BY_BYTE: dict[int, RecordType] = {t.value[0]: t for t in RecordType}
+
+#: Records allowed in each segment (Postfix's REC_TYPE_ENVELOPE / CONTENT / EXTRACT).
+_ENVELOPE = frozenset({
+    RecordType.TIME, RecordType.CTIME, RecordType.FULLNAME, RecordType.CONTENT_FILTER,
+    RecordType.SENDER, RecordType.ATTR, RecordType.DSN_RET, RecordType.DSN_ENVID,
+    RecordType.DSN_ORCPT, RecordType.DSN_NOTIFY, RecordType.ORIG_RCPT, RecordType.RCPT,
+    RecordType.DONE, RecordType.WARN, RecordType.MESSAGE,
+})
+_CONTENT = frozenset({RecordType.CONTENT, RecordType.EXTRACTED})
+_EXTRACT = frozenset({
+    RecordType.DSN_ORCPT, RecordType.DSN_NOTIFY, RecordType.ORIG_RCPT, RecordType.RCPT,
+    RecordType.DONE, RecordType.RETURN_RECEIPT, RecordType.ERRORS_TO, RecordType.END,
+})
+#: Records that only describe the recipient that follows them.
+_RCPT_PREFIX = frozenset({RecordType.DSN_ORCPT, RecordType.DSN_NOTIFY, RecordType.ORIG_RCPT})
+
+
+class DsnRet(enum.Enum):
+    """RFC 3461 §4.3 RET; stored as Postfix's numeric flags (1 FULL, 2 HDRS)."""
+
+    FULL = 1
+    HDRS = 2
+
+
+class DsnNotify(enum.IntFlag):
+    """RFC 3461 §4.1 NOTIFY; the bit values are Postfix's (dsn_mask.h)."""
+
+    NEVER = 1
+    SUCCESS = 2
+    FAILURE = 4
+    DELAY = 8
+
+
+def _crc(rtype: bytes, head: bytes, data: bytes | memoryview) -> int:
+    """CRC-32 of a record with a done-mark folded back to ``R`` (see module doc)."""
+    canonical = RecordType.RCPT.value if rtype == RecordType.DONE.value else rtype
+    return zlib.crc32(data, zlib.crc32(head[1:], zlib.crc32(canonical)))
+
+
+def encode_record(rtype: RecordType, data: bytes | memoryview) -> bytes:
+    """One record's bytes."""
+    head = _HEAD.pack(rtype.value, len(data))
+    return head + bytes(data) + _CRC.pack(_crc(rtype.value, head, data))
+
+
+def _text(data: bytes, what: str, offset: int) -> str:
+    """Envelope text: UTF-8 (RFC 6531 addresses) without NUL, CR or LF."""
+    if b"\0" in data or b"\r" in data or b"\n" in data:
+        raise CorruptQueueFile(f"control character in {what}", offset)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CorruptQueueFile(f"invalid UTF-8 in {what}", offset) from None
+
+
+def _check_text(value: str, what: str) -> bytes:
+    """Encode envelope text for writing, refusing what the reader would refuse."""
+    if "\0" in value or "\r" in value or "\n" in value:
+        raise ValueError(f"control character in {what}: {value!r}")
+    data = value.encode("utf-8")
+    if len(data) > ENVELOPE_MAX:
+        raise ValueError(f"{what} longer than {ENVELOPE_MAX} bytes")
+    return data
+
+
+# ---------------------------------------------------------------- writing
+
+
+class QueueFileWriter:
+    """Serialises one message into records, handing bytes to ``emit``.
+
+    The caller (``store.QueueWriter``) owns the file and its durability; this
+    class only knows the format and the order of segments: envelope calls,
+    then :meth:`write_content` (any number of times), then extracted-segment
+    calls, then :meth:`finish`, which returns the size record to patch in.
+    """
+
+    def __init__(self, emit: Callable[[bytes], None], arrival: tuple[int, int]) -> None:
+        self._emit = emit
+        self.offset = 0
+        self._segment = "envelope"
+        self._have_sender = False
+        self.recipient_count = 0
+        self.content_size = 0
+        self.content_offset = 0
+        self.header_size: int | None = None
+        self._tail = b""
+        self._pending = bytearray()
+        self._put(RecordType.VERSION, MAGIC)
+        self.size_offset = self.offset
+        self._put(RecordType.SIZE, (_SIZE_FORMAT % (0, 0, 0, 0, 0, 0)).encode())
+        self._put(RecordType.TIME, b"%d %d" % arrival)
+
+    def _put(self, rtype: RecordType, data: bytes | memoryview) -> int:
+        """Emit one record; returns its offset."""
+        at = self.offset
+        record = encode_record(rtype, data)
+        self._emit(record)
+        self.offset += len(record)
+        return at
+
+    def _need(self, segment: str) -> None:
+        if self._segment != segment:
+            raise ValueError(f"queue file record out of order: in {self._segment}, wanted {segment}")
+
+    # -- envelope --------------------------------------------------------
+    def create_time(self, seconds: int) -> None:
+        self._need("envelope")
+        self._put(RecordType.CTIME, b"%d" % seconds)
+
+    def sender(self, address: str, fullname: str | None = None) -> None:
+        """The envelope sender; ``""`` is the null sender ``<>``."""
+        self._need("envelope")
+        if fullname:
+            self._put(RecordType.FULLNAME, _check_text(fullname, "full name"))
+        self._put(RecordType.SENDER, _check_text(address, "sender"))
+        self._have_sender = True
+
+    def attribute(self, name: str, value: str) -> None:
+        """A named attribute (client_name, helo_name, sasl_username, ...)."""
+        self._need("envelope")
+        if not name or not all(c.isascii() and (c.isalnum() or c == "_") for c in name):
+            raise ValueError(f"bad attribute name {name!r}")
+        self._put(RecordType.ATTR, _check_text(f"{name}={value}", "attribute"))
+
+    def content_filter(self, value: str) -> None:
+        self._need("envelope")
+        self._put(RecordType.CONTENT_FILTER, _check_text(value, "content filter"))
+
+    def dsn(self, envid: str | None, ret: DsnRet | None) -> None:
+        """RFC 3461 ENVID and RET from MAIL FROM."""
+        self._need("envelope")
+        if ret is not None:
+            self._put(RecordType.DSN_RET, b"%d" % ret.value)
+        if envid is not None:
+            self._put(RecordType.DSN_ENVID, _check_text(envid, "DSN envelope id"))
+
+    def warn_time(self, when: int) -> int:
+        """When to send a delay warning (0 = none); returns the record offset."""
+        self._need("envelope")
+        return self._put(RecordType.WARN, (_WARN_FORMAT % when).encode())
+
+    def recipient(self, address: str, *, orig_rcpt: str | None = None,
+                  dsn_orcpt: str | None = None, dsn_notify: DsnNotify | None = None,
+                  done: bool = False) -> int:
+        """A recipient with its DSN parameters; returns the offset of its done-mark byte."""
+        if self._segment not in ("envelope", "extracted"):
+            raise ValueError("recipients go in the envelope or extracted segment")
+        if dsn_orcpt is not None:
+            self._put(RecordType.DSN_ORCPT, _check_text(dsn_orcpt, "DSN original recipient"))
+        if dsn_notify is not None:
+            self._put(RecordType.DSN_NOTIFY, b"%d" % int(dsn_notify))
+        if orig_rcpt is not None:
+            self._put(RecordType.ORIG_RCPT, _check_text(orig_rcpt, "original recipient"))
+        self.recipient_count += 1
+        rtype = RecordType.DONE if done else RecordType.RCPT
+        return self._put(rtype, _check_text(address, "recipient"))
+
+    # -- content ---------------------------------------------------------
+    def write_content(self, data: bytes | memoryview) -> None:
+        """Append message content (stored as is) in bounded chunks."""
+        if self._segment == "envelope":
+            if not self._have_sender:
+                raise ValueError("queue file needs a sender before content")
+            self._put(RecordType.MESSAGE, b"")
+            self._segment = "content"
+            self.content_offset = self.offset
+        self._need("content")
+        view = memoryview(data).cast("B")
+        if self.header_size is None:
+            self._find_header_end(bytes(view))
+        self.content_size += len(view)
+        pos = 0
+        if self._pending:
+            pos = CHUNK_SIZE - len(self._pending)
+            self._pending += view[:pos]
+            if len(self._pending) < CHUNK_SIZE:
+                return
+            self._put(RecordType.CONTENT, bytes(self._pending))
+            self._pending.clear()
+        while len(view) - pos >= CHUNK_SIZE:
+            self._put(RecordType.CONTENT, view[pos:pos + CHUNK_SIZE])
+            pos += CHUNK_SIZE
+        self._pending += view[pos:]
+
+    def _find_header_end(self, data: bytes) -> None:
+        """Note where the header ends: at the first empty line (RFC 5322 §2.1).
+
+        Only the first writes are searched; two bytes carried between calls
+        find a separator split across them.
+        """
+        probe = self._tail + data
+        base = self.content_size - len(self._tail)
+        if base == 0 and (probe.startswith(b"\n") or probe.startswith(b"\r\n")):
+            self.header_size = 0
+            return
+        found = [at for at in (probe.find(b"\n\n"), probe.find(b"\n\r\n")) if at >= 0]
+        if found:
+            self.header_size = base + min(found) + 1
+        else:
+            self._tail = probe[-2:]
+
+    def end_content(self) -> None:
+        """Close the content segment and open the extracted one."""
+        if self._segment == "envelope":
+            self.write_content(b"")
+        self._need("content")
+        if self._pending:
+            self._put(RecordType.CONTENT, bytes(self._pending))
+            self._pending.clear()
+        self._put(RecordType.EXTRACTED, b"")
+        self._segment = "extracted"
+
+    def extracted(self, rtype: RecordType, value: str) -> None:
+        """Return-Receipt-To / Errors-To style records found in headers."""
+        self._need("extracted")
+        if rtype not in (RecordType.RETURN_RECEIPT, RecordType.ERRORS_TO):
+            raise ValueError(f"not an extracted record type: {rtype}")
+        self._put(rtype, _check_text(value, rtype.name.lower()))
+
+    def finish(self) -> tuple[int, bytes]:
+        """Write the end marker; returns (offset, bytes) of the final size record."""
+        if self._segment != "extracted":
+            self.end_content()
+        self._put(RecordType.END, b"")
+        self._segment = "done"
+        header = self.content_size if self.header_size is None else self.header_size
+        size = (_SIZE_FORMAT % (self.content_size, self.content_offset, self.recipient_count,
+                                0, self.content_size, header)).encode()
+        return self.size_offset, encode_record(RecordType.SIZE, size)
+
+
+# ---------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record as read: where it starts, its type and its data.
+
+    Content records met with ``skip_content`` carry empty data.
+    """
+
+    offset: int
+    type: RecordType
+    data: bytes
+
+
+def _read_exact(stream: BinaryIO, count: int, offset: int, what: str) -> bytes:
+    data = stream.read(count)
+    if len(data) != count:
+        raise CorruptQueueFile(f"truncated {what}", offset)
+    return data
+
+
+def iter_records(stream: BinaryIO, *, skip_content: bool = False) -> Iterator[Record]:
+    """Validate and yield every record in file order.
+
+    Checks the magic, each length bound, each CRC, each type against its
+    segment, and that ``E`` is the last record. With ``skip_content`` the
+    data of content chunks is seeked over (framing is still checked, their CRC
+    is not): the queue manager's fast path; delivery checks them later.
+    """
+    offset = 0
+    segment = _ENVELOPE
+    index = 0
+    while True:
+        head = stream.read(_HEAD.size)
+        if not head:
+            raise CorruptQueueFile("missing end-of-file marker", offset)
+        if len(head) != _HEAD.size:
+            raise CorruptQueueFile("truncated record header", offset)
+        rtype_byte, length = _HEAD.unpack(head)
+        rtype = _BY_BYTE.get(rtype_byte[0])
+        if rtype is None:
+            raise CorruptQueueFile(f"unknown record type {rtype_byte[0]}", offset)
+        if index == 0:
+            if rtype is not RecordType.VERSION:
+                raise CorruptQueueFile("not a queue file (no version record)", offset)
+        elif index == 1:
+            if rtype is not RecordType.SIZE:
+                raise CorruptQueueFile("size record missing", offset)
+        elif rtype not in segment:
+            raise CorruptQueueFile(f"unexpected record type {rtype.value.decode()}", offset)
+        limit = CHUNK_MAX if rtype is RecordType.CONTENT else ENVELOPE_MAX
+        if length > limit:
+            raise CorruptQueueFile(f"record length {length} exceeds {limit}", offset)
+        if rtype is RecordType.CONTENT and skip_content and stream.seekable():
+            # Truncation shows up as a short read of the next record header.
+            stream.seek(length + _CRC.size, 1)
+            data = b""
+        else:
+            data = _read_exact(stream, length, offset, "record data")
+            (crc,) = _CRC.unpack(_read_exact(stream, _CRC.size, offset, "record checksum"))
+            if crc != _crc(rtype_byte, head, data):
+                raise CorruptQueueFile(f"checksum mismatch in {rtype.name} record", offset)
+        if index == 0 and data != MAGIC:
+            raise CorruptQueueFile("unsupported queue file version", offset)
+        yield Record(offset, rtype, data)
+        offset += _HEAD.size + length + _CRC.size
+        index += 1
+        if rtype is RecordType.MESSAGE:
+            segment = _CONTENT
+        elif rtype is RecordType.EXTRACTED:
+            segment = _EXTRACT
+        elif rtype is RecordType.END:
+            if stream.read(1):
+                raise CorruptQueueFile("data after end-of-file marker", offset)
+            return
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One envelope recipient; ``offset`` locates its done-mark byte."""
+
+    address: str
+    offset: int
+    done: bool = False
+    orig_rcpt: str | None = None
+    dsn_orcpt: str | None = None
+    dsn_notify: DsnNotify | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFile:
+    """The validated envelope of one queue file (content is read by iter_content)."""
+
+    arrival_time: tuple[int, int]
+    sender: str
+    recipients: tuple[Recipient, ...]
+    content_size: int
+    content_offset: int
+    header_size: int
+    create_time: int | None = None
+    fullname: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+    content_filter: str | None = None
+    dsn_envid: str | None = None
+    dsn_ret: DsnRet | None = None
+    warn_time: int | None = None
+    warn_offset: int | None = None
+    return_receipt: str | None = None
+    errors_to: str | None = None
+    file_size: int = 0
+
+    @property
+    def pending(self) -> tuple[Recipient, ...]:
+        """Recipients not yet marked done."""
+        return tuple(r for r in self.recipients if not r.done)
+
+
+def _int(data: bytes, what: str, offset: int) -> int:
+    text = data.strip()
+    if not text or not text.isdigit() or len(text) > 19:
+        raise CorruptQueueFile(f"bad number in {what}", offset)
+    return int(text)
+
+
+def read_queue_file(stream: BinaryIO, *, verify_content: bool = True) -> QueueFile:
+    """Read and validate a whole queue file from ``stream`` (positioned at 0).
+
+    Raises :class:`CorruptQueueFile` unless every record validates and the
+    required ones (version, size, arrival time, sender, message start,
+    extracted start, end) are present and consistent with the size record.
+    """
+    state = _EnvelopeBuilder()
+    for record in iter_records(stream, skip_content=not verify_content):
+        state.add(record)
+    return state.build()
+
+
+class _EnvelopeBuilder:
+    """Collects records into a :class:`QueueFile`, checking cross-record rules."""
+
+    def __init__(self) -> None:
+        self.size: list[int] = []
+        self.time: tuple[int, int] | None = None
+        self.sender: str | None = None
+        self.recipients: list[Recipient] = []
+        self.prefix: dict[RecordType, bytes] = {}
+        self.fields: dict[str, object] = {}
+        self.attributes: dict[str, str] = {}
+        self.content_seen = 0
+        self.content_offset: int | None = None
+        self.end = 0
+
+    def add(self, rec: Record) -> None:
+        t, data, at = rec.type, rec.data, rec.offset
+        if t is RecordType.SIZE:
+            fields = data.split()
+            if len(data) != _SIZE_LEN or len(fields) != 6:
+                raise CorruptQueueFile("malformed size record", at)
+            self.size = [_int(f, "size record", at) for f in fields]
+        elif t is RecordType.TIME:
+            parts = data.split(b" ")
+            if len(parts) != 2:
+                raise CorruptQueueFile("malformed arrival time", at)
+            self.time = (_int(parts[0], "arrival time", at), _int(parts[1], "arrival time", at))
+            if self.time[1] >= 1_000_000:
+                raise CorruptQueueFile("malformed arrival time", at)
+        elif t is RecordType.CTIME:
+            self.fields["create_time"] = _int(data, "create time", at)
+        elif t is RecordType.FULLNAME:
+            self.fields["fullname"] = _text(data, "full name", at)
+        elif t is RecordType.SENDER:
+            if self.sender is not None:
+                raise CorruptQueueFile("duplicate sender record", at)
+            self.sender = _text(data, "sender", at)
+        elif t is RecordType.ATTR:
+            name, eq, value = _text(data, "attribute", at).partition("=")
+            if not eq or not name:
+                raise CorruptQueueFile("malformed attribute", at)
+            self.attributes[name] = value
+        elif t is RecordType.CONTENT_FILTER:
+            self.fields["content_filter"] = _text(data, "content filter", at)
+        elif t is RecordType.DSN_RET:
+            ret = _int(data, "DSN RET", at)
+            if ret not in (1, 2):
+                raise CorruptQueueFile("bad DSN RET value", at)
+            self.fields["dsn_ret"] = DsnRet(ret)
+        elif t is RecordType.DSN_ENVID:
+            self.fields["dsn_envid"] = _text(data, "DSN envelope id", at)
+        elif t is RecordType.WARN:
+            if len(data) != _WARN_LEN:
+                raise CorruptQueueFile("malformed warning time", at)
+            self.fields["warn_time"] = _int(data, "warning time", at)
+            self.fields["warn_offset"] = at
+        elif t in _RCPT_PREFIX:
+            if t in self.prefix:
+                raise CorruptQueueFile(f"duplicate {t.name} before recipient", at)
+            self.prefix[t] = data
+        elif t in (RecordType.RCPT, RecordType.DONE):
+            self._recipient(rec)
+        elif t is RecordType.MESSAGE:
+            if self.prefix:
+                raise CorruptQueueFile("recipient attributes without recipient", at)
+            self.content_offset = at + OVERHEAD
+        elif t is RecordType.CONTENT:
+            self.content_seen += len(data) if data else 0
+        elif t is RecordType.EXTRACTED:
+            self.fields["_extracted_at"] = at
+        elif t is RecordType.RETURN_RECEIPT:
+            self.fields["return_receipt"] = _text(data, "return receipt", at)
+        elif t is RecordType.ERRORS_TO:
+            self.fields["errors_to"] = _text(data, "errors-to", at)
+        elif t is RecordType.END:
+            if self.prefix:
+                raise CorruptQueueFile("recipient attributes without recipient", at)
+            self.end = at + OVERHEAD
+
+    def _recipient(self, rec: Record) -> None:
+        at = rec.offset
+        notify = None
+        if RecordType.DSN_NOTIFY in self.prefix:
+            bits = _int(self.prefix[RecordType.DSN_NOTIFY], "DSN NOTIFY", at)
+            if bits == 0 or bits > 15 or (bits & DsnNotify.NEVER and bits != DsnNotify.NEVER):
+                raise CorruptQueueFile("bad DSN NOTIFY value", at)
+            notify = DsnNotify(bits)
+        orig = self.prefix.get(RecordType.ORIG_RCPT)
+        orcpt = self.prefix.get(RecordType.DSN_ORCPT)
+        self.recipients.append(Recipient(
+            address=_text(rec.data, "recipient", at),
+            offset=at,
+            done=rec.type is RecordType.DONE,
+            orig_rcpt=None if orig is None else _text(orig, "original recipient", at),
+            dsn_orcpt=None if orcpt is None else _text(orcpt, "DSN original recipient", at),
+            dsn_notify=notify,
+        ))
+        self.prefix = {}
+
+    def build(self) -> QueueFile:
+        if self.time is None:
+            raise CorruptQueueFile("arrival time record missing")
+        if self.sender is None:
+            raise CorruptQueueFile("sender record missing")
+        if self.content_offset is None or "_extracted_at" not in self.fields:
+            raise CorruptQueueFile("message content segment missing")
+        content_size, content_offset, rcpt_count, _flags, _msize, header_size = self.size
+        if content_offset != self.content_offset:
+            raise CorruptQueueFile("size record: content offset mismatch")
+        if rcpt_count != len(self.recipients):
+            raise CorruptQueueFile("size record: recipient count mismatch")
+        if header_size > content_size:
+            raise CorruptQueueFile("size record: header size exceeds content size")
+        extracted_at = self.fields["_extracted_at"]
+        assert isinstance(extracted_at, int)
+        if self.content_seen and self.content_seen != content_size:
+            raise CorruptQueueFile("size record: content size mismatch")
+        # Content bytes plus one record's overhead per chunk must fill M..X exactly.
+        span = extracted_at - content_offset
+        chunks, rest = divmod(span - content_size, OVERHEAD) if span >= content_size else (-1, 1)
+        if rest or chunks < 0 or (content_size and chunks == 0):
+            raise CorruptQueueFile("size record: content size mismatch")
+        f = self.fields
+
+        def opt_str(name: str) -> str | None:
+            value = f.get(name)
+            return value if isinstance(value, str) else None
+
+        def opt_int(name: str) -> int | None:
+            value = f.get(name)
+            return value if isinstance(value, int) else None
+
+        ret = f.get("dsn_ret")
+        return QueueFile(
+            arrival_time=self.time,
+            sender=self.sender,
+            recipients=tuple(self.recipients),
+            content_size=content_size,
+            content_offset=content_offset,
+            header_size=header_size,
+            create_time=opt_int("create_time"),
+            fullname=opt_str("fullname"),
+            attributes=self.attributes,
+            content_filter=opt_str("content_filter"),
+            dsn_envid=opt_str("dsn_envid"),
+            dsn_ret=ret if isinstance(ret, DsnRet) else None,
+            warn_time=opt_int("warn_time"),
+            warn_offset=opt_int("warn_offset"),
+            return_receipt=opt_str("return_receipt"),
+            errors_to=opt_str("errors_to"),
+            file_size=self.end,
+        )
+
+
+def iter_content(stream: BinaryIO, qf: QueueFile) -> Iterator[bytes]:
+    """Yield the message content in chunks, checking each chunk's CRC again.
+
+    Memory stays bounded by :data:`CHUNK_MAX` whatever the message size.
+    """
+    stream.seek(qf.content_offset)
+    offset = qf.content_offset
+    total = 0
+    while True:
+        head = _read_exact(stream, _HEAD.size, offset, "record header")
+        rtype_byte, length = _HEAD.unpack(head)
+        if rtype_byte == RecordType.EXTRACTED.value:
+            break
+        if rtype_byte != RecordType.CONTENT.value or length > CHUNK_MAX:
+            raise CorruptQueueFile("bad content record", offset)
+        data = _read_exact(stream, length, offset, "content")
+        (crc,) = _CRC.unpack(_read_exact(stream, _CRC.size, offset, "record checksum"))
+        if crc != _crc(rtype_byte, head, data):
+            raise CorruptQueueFile("checksum mismatch in CONTENT record", offset)
+        total += length
+        offset += OVERHEAD + length
+        if data:
+            yield data
+    if total != qf.content_size:
+        raise CorruptQueueFile("content size mismatch", offset)
+
+
+def done_mark_ok(type_byte: bytes) -> bool:
+    """Whether a byte read at a recipient offset is a recipient record type."""
+    return type_byte in (RecordType.RCPT.value, RecordType.DONE.value)
+
+
+def warn_record(when: int) -> bytes:
+    """The full WARN record for an in-place update of the warning time."""
+    return encode_record(RecordType.WARN, (_WARN_FORMAT % when).encode())

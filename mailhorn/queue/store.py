@@ -1,0 +1,733 @@
+"""The on-disk mail queue: directories, queue IDs, durable writes, moves, recovery.
+
+Every write that must survive a crash goes through this module (design.md §5
+rule 6). A new message is written by a :class:`QueueWriter` to a temporary
+file ``incoming/tmp.*``; :meth:`QueueWriter.commit` writes the end marker,
+fsyncs the file, links it under its queue ID, fsyncs the directory, and only
+then returns the queue ID: that is the moment smtpd may answer
+``250 2.0.0 Ok: queued as ID``. A process killed at any point leaves either
+no file under a queue-ID name or a complete, fsynced one; a temporary file
+left behind is removed by :meth:`QueueStore.recover`.
+
+Concurrent commits share directory fsyncs (group commit, design.md §8): a
+commit that finds a directory fsync already running waits for the next one,
+which then covers every rename made before it started.
+
+Queue IDs are Postfix's (mail_queue_enter): with ``enable_long_queue_ids =
+no`` five upper-case hex digits of the microseconds followed by the inode
+number in hex; with ``yes`` the seconds (base 52, at least six digits), the
+microseconds (base 52, four digits), ``z`` and the inode number (base 51),
+in the alphabet of digits and consonants. The inode of the file being
+written is part of the ID, so two live messages never share one, however
+many arrive in the same microsecond.
+
+Parameters read: ``queue_directory``, ``hash_queue_names``,
+``hash_queue_depth``, ``enable_long_queue_ids``, ``queue_minfree``.
+
+Errors: :class:`QueueWriteError` (carries the SMTP reply: ``452 4.3.1`` when
+the disk is full, ``451 4.3.0`` otherwise); :class:`QueueError` for an unsafe
+or unusable queue directory; ``CorruptQueueFile`` from the reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mailhorn.queue.queuefile import (
+    CorruptQueueFile,
+    DsnNotify,
+    DsnRet,
+    QueueFile,
+    QueueFileWriter,
+    RecordType,
+    done_mark_ok,
+    iter_content,
+    read_queue_file,
+    warn_record,
+)
+from mailhorn.smtp.reply import Reply
+
+if TYPE_CHECKING:
+    from mailhorn.config.load import Config
+
+__all__ = [
+    "DISK_FULL",
+    "QUEUE_NAMES",
+    "WRITE_ERROR",
+    "DirSyncGroup",
+    "FsHooks",
+    "QueueError",
+    "QueueStore",
+    "QueueWriteError",
+    "QueueWriter",
+    "Recovery",
+]
+
+#: Postfix's queue directories (mail_queue.h plus the postsuper ones).
+QUEUE_NAMES = ("maildrop", "incoming", "active", "deferred", "hold", "corrupt",
+               "bounce", "defer", "trace", "flush", "saved")
+#: Queues that hold queue files (the others hold per-message logs).
+MESSAGE_QUEUES = ("maildrop", "incoming", "active", "deferred", "hold", "corrupt", "saved")
+
+#: Replies for a failed queue write (Postfix's cleanup_strerror texts).
+DISK_FULL = Reply.of(452, "4.3.1", "Insufficient system storage")
+WRITE_ERROR = Reply.of(451, "4.3.0", "Error: queue file write error")
+
+TEMP_PREFIX = "tmp."
+_DIR_MODE = 0o700
+_FILE_MODE = 0o600
+#: A corrupt file is made read-only, as Postfix's MAIL_QUEUE_STAT_CORRUPT.
+_CORRUPT_MODE = 0o400
+_FLUSH_AT = 256 * 1024
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+#: The "safe" alphabet of long queue IDs: digits and consonants (no vowels).
+SAFE_ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz"
+_SAFE_INDEX = {c: i for i, c in enumerate(SAFE_ALPHABET)}
+_HEX = frozenset("0123456789ABCDEF")
+
+
+class QueueError(Exception):
+    """The queue directory is unusable or unsafe."""
+
+
+class QueueWriteError(Exception):
+    """A queue file could not be made durable; nothing was acknowledged."""
+
+    def __init__(self, message: str, *, disk_full: bool) -> None:
+        super().__init__(message)
+        self.disk_full = disk_full
+
+    @property
+    def reply(self) -> Reply:
+        """What smtpd answers: 452 4.3.1 on a full disk, else 451 4.3.0."""
+        return DISK_FULL if self.disk_full else WRITE_ERROR
+
+
+def _write_error(exc: OSError, what: str) -> QueueWriteError:
+    full = exc.errno in _DISK_FULL_ERRNOS
+    return QueueWriteError(f"{what}: {os.strerror(exc.errno or 0)}", disk_full=full)
+
+
+# ---------------------------------------------------------------- queue IDs
+
+
+def _safe_encode(value: int, base: int, pad: int) -> str:
+    digits = []
+    while value:
+        value, rest = divmod(value, base)
+        digits.append(SAFE_ALPHABET[rest])
+    text = "".join(reversed(digits))
+    return text.rjust(pad, "0")
+
+
+def make_queue_id(seconds: int, usec: int, inode: int, *, long: bool) -> str:
+    """A Postfix queue ID from a time and an inode number (mail_queue_enter)."""
+    if long:
+        return (_safe_encode(seconds, 52, 6) + _safe_encode(usec, 52, 4) + "z"
+                + _safe_encode(inode, 51, 0 if inode else 1))
+    return "%05X%X" % (usec, inode)
+
+
+def is_queue_id(name: str) -> bool:
+    """Whether ``name`` is a well-formed short or long queue ID."""
+    if not name or len(name) > 64:
+        return False
+    at = name.rfind("z")
+    if at >= 10:
+        time_part, inode_part = name[:at], name[at + 1:]
+        return (bool(inode_part) and all(c in _SAFE_INDEX for c in time_part)
+                and all(c in _SAFE_INDEX and c != "z" for c in inode_part))
+    return len(name) > 5 and all(c in _HEX for c in name)
+
+
+def hash_key(queue_id: str) -> str:
+    """The characters a queue ID is hashed on: the hex microseconds.
+
+    Long IDs are hashed on their microseconds converted to hex, so a queue
+    keeps the same sixteen subdirectories whichever ID form is in use.
+    """
+    at = queue_id.rfind("z")
+    if at >= 10:
+        usec = 0
+        for c in queue_id[at - 4:at]:
+            usec = usec * 52 + _SAFE_INDEX[c]
+        return "%05X" % usec
+    return queue_id
+
+
+# ---------------------------------------------------------------- fsync hooks
+
+
+def _no_crash(point: str) -> None:
+    """Default crash-point hook: nothing happens."""
+
+
+@dataclass
+class FsHooks:
+    """The system calls durable writes go through; tests inject faults here.
+
+    ``crash_point(name)`` is called at each named step of a commit
+    (``content``, ``before-fsync``, ``after-fsync``, ``after-link``,
+    ``before-dir-fsync``, ``after-dir-fsync``) so a test can kill the process
+    exactly there.
+    """
+
+    write: Callable[[int, bytes], int] = os.write
+    pwrite: Callable[[int, bytes, int], int] = os.pwrite
+    fsync: Callable[[int], None] = os.fsync
+    dir_fsync: Callable[[int], None] = os.fsync
+    crash_point: Callable[[str], None] = _no_crash
+
+
+class DirSyncGroup:
+    """Group commit of one directory's fsync.
+
+    A caller needs an fsync that *starts* after its own rename. If none runs,
+    it runs one itself; if one runs, it waits for that and then for the next,
+    which a single waiter starts for everyone queued meanwhile. N concurrent
+    commits thus cost about two fsyncs, not N.
+    """
+
+    def __init__(self, path: str, hooks: FsHooks) -> None:
+        self.path = path
+        self._hooks = hooks
+        self._cond = threading.Condition()
+        self._started = 0
+        self._completed = 0
+        self._running = False
+        self._failed: OSError | None = None
+        self.waiting = 0
+
+    def sync(self) -> None:
+        """Return once an fsync of the directory begun after this call has succeeded."""
+        with self._cond:
+            ticket = self._started + 1
+            self.waiting += 1
+            try:
+                while self._completed < ticket:
+                    if self._running:
+                        self._cond.wait()
+                        continue
+                    self._running = True
+                    self._started += 1
+                    generation = self._started
+                    self._cond.release()
+                    failure: OSError | None = None
+                    try:
+                        self._fsync()
+                    except OSError as exc:
+                        failure = exc
+                    finally:
+                        self._cond.acquire()
+                    self._running = False
+                    self._completed = generation
+                    self._failed = failure
+                    self._cond.notify_all()
+                if self._failed is not None:
+                    raise self._failed
+            finally:
+                self.waiting -= 1
+
+    def _fsync(self) -> None:
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            self._hooks.dir_fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# ---------------------------------------------------------------- the store
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What :meth:`QueueStore.recover` did."""
+
+    requeued: tuple[str, ...] = ()
+    removed_temp: tuple[str, ...] = ()
+    corrupt: tuple[tuple[str, str], ...] = ()
+    unknown: tuple[str, ...] = ()
+
+
+@dataclass
+class QueueStore:
+    """The queue under ``root``; one instance is shared by every service."""
+
+    root: str
+    hash_names: frozenset[str] = frozenset({"deferred", "defer"})
+    hash_depth: int = 1
+    long_ids: bool = False
+    minfree: int = 0
+    hooks: FsHooks = field(default_factory=FsHooks)
+    _groups: dict[str, DirSyncGroup] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def from_config(cls, config: Config, hooks: FsHooks | None = None) -> QueueStore:
+        """A store configured as postconf(5) says (queue_directory, hash_queue_*)."""
+        depth = config.int("hash_queue_depth")
+        if not 1 <= depth <= 16:
+            raise QueueError(f"hash_queue_depth = {depth}: must be between 1 and 16")
+        return cls(
+            root=config.get("queue_directory"),
+            hash_names=frozenset(config.list("hash_queue_names")),
+            hash_depth=depth,
+            long_ids=config.bool("enable_long_queue_ids"),
+            minfree=config.int("queue_minfree"),
+            hooks=hooks or FsHooks(),
+        )
+
+    # -- layout ----------------------------------------------------------
+    def setup(self) -> None:
+        """Create the queue directories (mode 0700) and refuse an unsafe queue.
+
+        A world-writable queue directory would let any local user plant or
+        replace queue files, so it is an error, as Postfix's postfix-script
+        check reports it.
+        """
+        os.makedirs(self.root, mode=_DIR_MODE, exist_ok=True)
+        self._check_safe(self.root)
+        for name in QUEUE_NAMES:
+            path = os.path.join(self.root, name)
+            try:
+                os.mkdir(path, _DIR_MODE)
+            except FileExistsError:
+                pass
+            self._check_safe(path)
+        self._dir_fsync(self.root)
+
+    @staticmethod
+    def _check_safe(path: str) -> None:
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode):
+            raise QueueError(f"{path}: not a directory")
+        if st.st_mode & stat.S_IWOTH:
+            raise QueueError(f"{path}: queue directory is world-writable")
+
+    def queue_dir(self, queue: str, queue_id: str) -> str:
+        """The directory of a queue file, hashed as hash_queue_names says."""
+        if queue not in QUEUE_NAMES:
+            raise ValueError(f"unknown queue {queue!r}")
+        path = os.path.join(self.root, queue)
+        if queue in self.hash_names:
+            key = hash_key(queue_id)
+            for level in range(self.hash_depth):
+                path = os.path.join(path, key[level])
+        return path
+
+    def path(self, queue: str, queue_id: str) -> str:
+        """The full path of a queue file."""
+        if not is_queue_id(queue_id):
+            raise ValueError(f"bad queue ID {queue_id!r}")
+        return os.path.join(self.queue_dir(queue, queue_id), queue_id)
+
+    def _make_dirs(self, path: str) -> None:
+        """Create hashed subdirectories on demand, fsyncing each parent."""
+        if os.path.isdir(path):
+            return
+        parent = os.path.dirname(path)
+        self._make_dirs(parent)
+        try:
+            os.mkdir(path, _DIR_MODE)
+        except FileExistsError:
+            return
+        self._dir_fsync(parent)
+
+    def _group(self, path: str) -> DirSyncGroup:
+        with self._lock:
+            group = self._groups.get(path)
+            if group is None:
+                group = self._groups[path] = DirSyncGroup(path, self.hooks)
+            return group
+
+    def _dir_fsync(self, path: str) -> None:
+        self._group(path).sync()
+
+    def find(self, queue_id: str, queues: tuple[str, ...] = MESSAGE_QUEUES) -> tuple[str, str] | None:
+        """(queue, path) of a queue ID, searching ``queues`` in order."""
+        if not is_queue_id(queue_id):
+            return None
+        for queue in queues:
+            path = self.path(queue, queue_id)
+            if os.path.exists(path):
+                return queue, path
+        return None
+
+    def scan(self, queue: str) -> Iterator[str]:
+        """The queue IDs in a queue (temporary and foreign names skipped)."""
+        for _path, name in self._walk(queue):
+            if is_queue_id(name):
+                yield name
+
+    def _walk(self, queue: str) -> Iterator[tuple[str, str]]:
+        top = os.path.join(self.root, queue)
+        stack = [top]
+        while stack:
+            directory = stack.pop()
+            try:
+                entries = list(os.scandir(directory))
+            except FileNotFoundError:
+                continue
+            for entry in sorted(entries, key=lambda e: e.name):
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                else:
+                    yield entry.path, entry.name
+
+    # -- writing ---------------------------------------------------------
+    def has_space(self, message_size: int = 0) -> bool:
+        """Whether free space allows a message (postconf(5) queue_minfree).
+
+        Like Postfix's smtpd, a message needs 1.5 times its announced size
+        beyond ``queue_minfree``.
+        """
+        vfs = os.statvfs(self.root)
+        free = vfs.f_bavail * vfs.f_frsize
+        return free >= self.minfree + message_size + message_size // 2
+
+    def writer(self, arrival: float | None = None) -> QueueWriter:
+        """Start a new queue file in ``incoming``; its queue ID is known at once."""
+        return QueueWriter(self, arrival)
+
+    # -- reading ---------------------------------------------------------
+    def read(self, queue: str, queue_id: str, *, verify_content: bool = True) -> QueueFile:
+        """Read and validate a queue file; raises CorruptQueueFile or OSError."""
+        with open(self.path(queue, queue_id), "rb") as stream:
+            return read_queue_file(stream, verify_content=verify_content)
+
+    def content(self, queue: str, queue_id: str, qf: QueueFile) -> Iterator[bytes]:
+        """The message content of a queue file, streamed in bounded chunks."""
+        with open(self.path(queue, queue_id), "rb") as stream:
+            yield from iter_content(stream, qf)
+
+    # -- state changes ---------------------------------------------------
+    def move(self, queue_id: str, src: str, dst: str) -> str:
+        """Move a queue file between queues atomically; returns the new path.
+
+        The rename is made durable by fsyncing the target directory and then
+        the source directory, so after a crash the file is in exactly one of
+        them (design.md §5 rule 6).
+        """
+        old = self.path(src, queue_id)
+        new_dir = self.queue_dir(dst, queue_id)
+        self._make_dirs(new_dir)
+        new = os.path.join(new_dir, queue_id)
+        if dst == "corrupt":
+            os.chmod(old, _CORRUPT_MODE)
+        os.rename(old, new)
+        self._dir_fsync(new_dir)
+        old_dir = os.path.dirname(old)
+        if old_dir != new_dir:
+            self._dir_fsync(old_dir)
+        return new
+
+    def mark_done(self, queue: str, queue_id: str, offsets: list[int] | tuple[int, ...]) -> None:
+        """Mark recipients done by rewriting their type byte in place, then fsync.
+
+        A single byte per recipient changes, so a crash leaves each one either
+        pending or done, never half-written; the fsync comes before the caller
+        forgets the delivery, so a finished recipient is never delivered twice
+        because of a lost mark.
+        """
+        fd = os.open(self.path(queue, queue_id), os.O_RDWR)
+        try:
+            for offset in offsets:
+                if not done_mark_ok(os.pread(fd, 1, offset)):
+                    raise CorruptQueueFile("no recipient record at done-mark offset", offset)
+            for offset in offsets:
+                self.hooks.pwrite(fd, RecordType.DONE.value, offset)
+            self.hooks.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def set_warn_time(self, queue: str, queue_id: str, qf: QueueFile, when: int) -> None:
+        """Rewrite the delay-warning time in place (fixed width), then fsync."""
+        if qf.warn_offset is None:
+            raise ValueError(f"{queue_id}: queue file has no warning-time record")
+        fd = os.open(self.path(queue, queue_id), os.O_RDWR)
+        try:
+            record = warn_record(when)
+            if os.pread(fd, 1, qf.warn_offset) != RecordType.WARN.value:
+                raise CorruptQueueFile("no warning-time record at offset", qf.warn_offset)
+            self.hooks.pwrite(fd, record, qf.warn_offset)
+            self.hooks.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def remove(self, queue: str, queue_id: str) -> None:
+        """Delete a queue file durably (after the last recipient is done)."""
+        path = self.path(queue, queue_id)
+        os.unlink(path)
+        self._dir_fsync(os.path.dirname(path))
+
+    # -- recovery --------------------------------------------------------
+    def recover(self, *, temp_age: float = 3600.0, now: float | None = None) -> Recovery:
+        """Bring the queue to a clean state at start.
+
+        * ``active`` files return to ``incoming`` (their delivery was cut off;
+          recipients already marked done stay done).
+        * Temporary files in ``incoming`` are removed when they were linked
+          under a queue ID already (the commit got that far) or are older
+          than ``temp_age`` seconds (a writer that died); younger ones may
+          belong to a live writer in another process.
+        * Files that fail validation move to ``corrupt``.
+        * Names that are neither queue IDs nor temporary files are reported.
+        """
+        now = time.time() if now is None else now
+        requeued: list[str] = []
+        removed: list[str] = []
+        corrupt: list[tuple[str, str]] = []
+        unknown: list[str] = []
+        for queue_id in list(self.scan("active")):
+            self.move(queue_id, "active", "incoming")
+            requeued.append(queue_id)
+        for path, name in list(self._walk("incoming")):
+            if not name.startswith(TEMP_PREFIX):
+                continue
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            if st.st_nlink > 1 or now - st.st_mtime > temp_age:
+                os.unlink(path)
+                removed.append(name)
+        if removed:
+            self._dir_fsync(os.path.join(self.root, "incoming"))
+        for queue in ("incoming", "deferred", "hold"):
+            for path, name in list(self._walk(queue)):
+                if name.startswith(TEMP_PREFIX) and queue == "incoming":
+                    continue
+                if not is_queue_id(name):
+                    unknown.append(os.path.relpath(path, self.root))
+                    continue
+                try:
+                    with open(path, "rb") as stream:
+                        read_queue_file(stream, verify_content=False)
+                except CorruptQueueFile as exc:
+                    self.move(name, queue, "corrupt")
+                    corrupt.append((name, str(exc)))
+        return Recovery(tuple(requeued), tuple(removed), tuple(corrupt), tuple(unknown))
+
+    # -- asyncio wrappers --------------------------------------------------
+    async def amove(self, queue_id: str, src: str, dst: str) -> str:
+        return await asyncio.to_thread(self.move, queue_id, src, dst)
+
+    async def amark_done(self, queue: str, queue_id: str, offsets: list[int] | tuple[int, ...]) -> None:
+        await asyncio.to_thread(self.mark_done, queue, queue_id, offsets)
+
+    async def aremove(self, queue: str, queue_id: str) -> None:
+        await asyncio.to_thread(self.remove, queue, queue_id)
+
+    async def aread(self, queue: str, queue_id: str, *, verify_content: bool = True) -> QueueFile:
+        return await asyncio.to_thread(self.read, queue, queue_id, verify_content=verify_content)
+
+    async def awriter(self, arrival: float | None = None) -> QueueWriter:
+        return await asyncio.to_thread(self.writer, arrival)
+
+
+class QueueWriter:
+    """One new queue file, written to ``incoming/tmp.*`` until committed.
+
+    Use as a context manager: leaving the block without :meth:`commit`
+    (or with an exception) removes the temporary file. Every write or fsync
+    error becomes :class:`QueueWriteError` and also removes the file, so
+    nothing half-written is ever acknowledged.
+    """
+
+    def __init__(self, store: QueueStore, arrival: float | None) -> None:
+        self._store = store
+        self._hooks = store.hooks
+        if arrival is None:
+            seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+            usec = nanos // 1000
+        else:
+            seconds = int(arrival)
+            usec = min(int(round((arrival - seconds) * 1_000_000)), 999_999)
+        self._incoming = os.path.join(store.root, "incoming")
+        self._buffer = bytearray()
+        self._committed = False
+        self._closed = False
+        self._fd = -1
+        self.temp_path = ""
+        try:
+            self._open_temp()
+            inode = os.fstat(self._fd).st_ino
+        except OSError as exc:
+            self._discard()
+            raise _write_error(exc, "create queue file") from exc
+        #: The queue ID, known from the start so it can be logged at once.
+        self.queue_id = make_queue_id(seconds, usec, inode, long=store.long_ids)
+        self.arrival = (seconds, usec)
+        self.qf = QueueFileWriter(self._emit, self.arrival)
+
+    def _open_temp(self) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        for attempt in range(100):
+            name = f"{TEMP_PREFIX}{os.getpid()}.{threading.get_ident()}.{time.monotonic_ns()}.{attempt}"
+            path = os.path.join(self._incoming, name)
+            try:
+                self._fd = os.open(path, flags, _FILE_MODE)
+            except FileExistsError:
+                continue
+            self.temp_path = path
+            return
+        raise OSError(errno.EEXIST, "cannot create a unique temporary queue file")
+
+    # -- envelope and content (delegated to the record writer) ------------
+    def _emit(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) >= _FLUSH_AT:
+            self._flush()
+
+    def _flush(self) -> None:
+        view = memoryview(self._buffer)
+        try:
+            while view:
+                written = self._hooks.write(self._fd, bytes(view[:_FLUSH_AT]))
+                if written <= 0:
+                    raise OSError(errno.EIO, "short write")
+                view = view[written:]
+        except OSError as exc:
+            view.release()
+            self._discard()
+            raise _write_error(exc, "queue file write error") from exc
+        view.release()
+        self._buffer.clear()
+
+    def _guard(self) -> None:
+        if self._closed:
+            raise QueueWriteError("queue file is closed", disk_full=False)
+
+    def sender(self, address: str, fullname: str | None = None) -> None:
+        self._guard()
+        self.qf.sender(address, fullname)
+
+    def recipient(self, address: str, *, orig_rcpt: str | None = None,
+                  dsn_orcpt: str | None = None, dsn_notify: DsnNotify | None = None) -> None:
+        self._guard()
+        self.qf.recipient(address, orig_rcpt=orig_rcpt, dsn_orcpt=dsn_orcpt, dsn_notify=dsn_notify)
+
+    def attribute(self, name: str, value: str) -> None:
+        self._guard()
+        self.qf.attribute(name, value)
+
+    def content_filter(self, value: str) -> None:
+        self._guard()
+        self.qf.content_filter(value)
+
+    def dsn(self, envid: str | None = None, ret: DsnRet | None = None) -> None:
+        self._guard()
+        self.qf.dsn(envid, ret)
+
+    def warn_time(self, when: int) -> None:
+        self._guard()
+        self.qf.warn_time(when)
+
+    def create_time(self, seconds: int) -> None:
+        self._guard()
+        self.qf.create_time(seconds)
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Stream message content (headers and body, stored as is)."""
+        self._guard()
+        self.qf.write_content(data)
+        self._hooks.crash_point("content")
+
+    def end_content(self) -> None:
+        self._guard()
+        self.qf.end_content()
+
+    def extracted(self, rtype: RecordType, value: str) -> None:
+        self._guard()
+        self.qf.extracted(rtype, value)
+
+    # -- commit ------------------------------------------------------------
+    def commit(self) -> str:
+        """Make the file durable under its queue ID; returns the ID.
+
+        Order: end marker and size record, fsync the file, link the queue-ID
+        name (never replacing an existing file), remove the temporary name,
+        fsync the directory. Returning is the promise that the message
+        survives a crash.
+        """
+        self._guard()
+        size_offset, size_record = self.qf.finish()
+        self._flush()
+        final = os.path.join(self._incoming, self.queue_id)
+        try:
+            if self._hooks.pwrite(self._fd, size_record, size_offset) != len(size_record):
+                raise OSError(errno.EIO, "short write")
+            os.fchmod(self._fd, _FILE_MODE)
+            self._hooks.crash_point("before-fsync")
+            self._hooks.fsync(self._fd)
+            self._hooks.crash_point("after-fsync")
+            os.link(self.temp_path, final)
+        except OSError as exc:
+            self._discard()
+            if exc.errno == errno.EEXIST:
+                raise QueueWriteError(f"queue ID {self.queue_id} already in use", disk_full=False) from exc
+            raise _write_error(exc, "queue file write error") from exc
+        self._hooks.crash_point("after-link")
+        try:
+            os.unlink(self.temp_path)
+            self._hooks.crash_point("before-dir-fsync")
+            self._store._dir_fsync(self._incoming)
+            self._hooks.crash_point("after-dir-fsync")
+        except OSError as exc:
+            # The queue-ID name may or may not be durable: withdraw it so that
+            # an unacknowledged message is not delivered as well as retried.
+            _unlink_quietly(final)
+            self._discard()
+            raise _write_error(exc, "queue file write error") from exc
+        self._committed = True
+        self._close()
+        return self.queue_id
+
+    async def acommit(self) -> str:
+        """:meth:`commit` in a worker thread, for asyncio callers."""
+        return await asyncio.to_thread(self.commit)
+
+    async def awrite(self, data: bytes | memoryview) -> None:
+        """:meth:`write`, moving to a worker thread only when the buffer flushes."""
+        if len(self._buffer) + len(data) + 64 >= _FLUSH_AT:
+            await asyncio.to_thread(self.write, data)
+        else:
+            self.write(data)
+
+    def abort(self) -> None:
+        """Give up on this message: the temporary file is removed."""
+        if not self._committed:
+            self._discard()
+
+    def _close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self._closed = True
+
+    def _discard(self) -> None:
+        self._close()
+        if self.temp_path:
+            _unlink_quietly(self.temp_path)
+
+    def __enter__(self) -> QueueWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
