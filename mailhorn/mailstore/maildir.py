@@ -303,10 +303,14 @@ def deliver(maildir: str | os.PathLike[str], source: Readable | Iterable[bytes],
     return Delivered(final, size, vsize)
 
 
-def clean_tmp(maildir: str | os.PathLike[str], max_age: float = TMP_MAX_AGE) -> int:
-    """Remove ``tmp/`` files older than ``max_age`` seconds; return how many."""
+def clean_tmp(maildir: str | os.PathLike[str], max_age: float = TMP_MAX_AGE,
+              now: float | None = None) -> int:
+    """Remove ``tmp/`` files whose mtime and ctime are both older than ``max_age``; return how many.
+
+    Both times must be old so that a file still being written is never taken.
+    """
     removed = 0
-    now = time.time()
+    now = time.time() if now is None else now
     for entry in os.scandir(Path(maildir) / "tmp"):
         try:
             st = entry.stat(follow_symlinks=False)
