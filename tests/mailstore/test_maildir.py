@@ -6,6 +6,7 @@ import io
 import os
 import re
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from mailhorn.mailstore import uidlist
-from mailhorn.mailstore.errors import CorruptFile, LockTimeout, NoSuchFolder
+from mailhorn.mailstore.errors import CorruptFile, DiskFull, LockTimeout, NoSuchFolder
 from mailhorn.mailstore.lock import DotLock
 from mailhorn.mailstore.maildir import Mailbox, clean_tmp, deliver, parse_name
+from tests.conftest import require
 
 NAME_RE = re.compile(r"^(\d+)\.M(\d+)P(\d+)Q(\d+)\.([^,:/]+),S=(\d+),W=(\d+)$")
 
@@ -225,3 +227,22 @@ def test_clean_tmp(tmp_path: Path) -> None:
     assert clean_tmp(tmp_path, max_age=3600, now=later) == 1
     assert not old.exists() and fresh.exists()
     assert len(list((tmp_path / "new").iterdir())) == 1
+
+
+def test_disk_full_is_a_distinct_error_and_leaves_nothing(tmp_path: Path) -> None:
+    """A real full file system: a 64 kB tmpfs mounted inside the test's directory."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    mounted = os.geteuid() == 0 and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True).returncode == 0
+    require(mounted, "mounting a small tmpfs needs root")
+    try:
+        root = mnt / "Maildir"
+        deliver(root, io.BytesIO(b"small\n"))
+        with pytest.raises(DiskFull):
+            deliver(root, io.BytesIO(b"z" * 200_000))
+        assert list((root / "tmp").iterdir()) == []
+        assert len(list((root / "new").iterdir())) == 1
+        deliver(root, io.BytesIO(b"still room for this\n"))
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
