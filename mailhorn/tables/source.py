@@ -147,19 +147,7 @@ def fold_key(key: str, utf8: bool) -> str:
 
 def utf8_enabled(config: Config) -> bool:
     """Whether ``smtputf8_enable`` is on (its default follows compatibility_level)."""
-    try:
-        value = config.get("smtputf8_enable").strip().lower()
-    except ConfigError:
-        value = ""
-    if value in ("yes", "no"):
-        return value == "yes"
-    # Postfix's default: ${{$compatibility_level} <level {1} ? {no} : {yes}}.
-    try:
-        level = config.get("compatibility_level").strip()
-    except ConfigError:
-        level = ""
-    major = level.split(".", 1)[0]
-    return major.isdigit() and int(major) >= 1
+    return config.bool("smtputf8_enable")
 
 
 def check_name(kind: str, name: str) -> None:
