@@ -217,8 +217,11 @@ def column_limits(conn: Connection, engine: Engine) -> dict[tuple[str, str], Col
         if key[0] not in TABLES:
             continue
         text_type = _number(max_chars) is not None
+        sql_type = str(column_type)
+        if engine == "pgsql" and text_type:
+            sql_type = f"{sql_type}({max_chars})"  # information_schema gives the width apart
         limits[key] = ColumnLimit(
-            key[0], key[1], str(column_type),
+            key[0], key[1], sql_type,
             max_chars=_number(max_chars),
             # PostgreSQL's octet length is the 1 GiB field limit, not the column's.
             max_bytes=_number(max_bytes) if engine == "mysql" and text_type else None,

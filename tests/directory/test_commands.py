@@ -41,7 +41,7 @@ def test_domains(admin: Admin, backend: Backend) -> None:
     assert admin.fails("domain", "del", "example.org") == "domain example.org does not exist"
     assert admin.ok("domain", "list") == "example.com\nxn--bcher-kva.example\n"
     # The rows are what the guide's domains map reads.
-    assert sorted(r[0] for r in backend.sql("SELECT domain FROM domains")) == ["example.com",
+    assert sorted(str(r[0]) for r in backend.sql("SELECT domain FROM domains")) == ["example.com",
                                                                                "xn--bcher-kva.example"]
 
 
