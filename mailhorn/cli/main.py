@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "postmap": "mailhorn.cli.postmap",
     "postalias": "mailhorn.cli.postalias",
     "newaliases": "mailhorn.cli.newaliases",
+    "maildirmake": "mailhorn.cli.maildirmake",
+    "pw": "mailhorn.cli.pw",
 }
 
 USAGE = "usage: mailhorn [-c config_dir] command [args...]\ncommands: " + " ".join(sorted(COMMANDS))
@@ -73,6 +75,7 @@ postconf_main = _entry("postconf")
 postmap_main = _entry("postmap")
 postalias_main = _entry("postalias")
 newaliases_main = _entry("newaliases")
+maildirmake_main = _entry("maildirmake")
 
 if __name__ == "__main__":
     sys.exit(main())
