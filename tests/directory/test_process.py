@@ -59,3 +59,57 @@ def test_unreachable_server(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr == (f"mailhorn-domain: fatal: cannot open sqlite://{tmp_path}/no/such/dir/x.db: "
                            "unable to open database file\n")
+
+
+def _read_until(fd: int, marker: bytes, limit: float = 60.0) -> bytes:
+    """Read from the terminal until ``marker`` shows (or the child ends)."""
+    import select
+
+    seen = b""
+    while marker not in seen:
+        ready, _, _ = select.select([fd], [], [], limit)
+        assert ready, f"no {marker!r} on the terminal; got {seen!r}"
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen
+
+
+def _on_terminal(confdir: Path, answers: list[bytes], *args: str) -> tuple[int, bytes]:
+    """Run the command on a pseudo-terminal, answering each password prompt in turn."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the terminal is its controlling tty
+        os.environ["MAIL_CONFIG"] = str(confdir)
+        os.execv(sys.executable, [sys.executable, "-m", "mailhorn.cli.directory", *args])
+    transcript = b""
+    try:
+        for answer in answers:
+            transcript += _read_until(fd, b"password: ")
+            os.write(fd, answer + b"\n")
+        transcript += _read_until(fd, b"\x00never")
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), transcript
+
+
+def test_password_prompt_on_terminal(confdir: Path) -> None:
+    db = confdir / "dir.sqlite"
+    (confdir / "main.cf").write_text("directory_database = sqlite:dir.sqlite\n")
+    assert run(confdir, "domain", "add", "example.com").returncode == 0
+    status, transcript = _on_terminal(confdir, [b"typed secret", b"typed secret"], "user", "add", "a@example.com")
+    assert status == 0, transcript
+    assert b"Enter new password: " in transcript and b"Retype new password: " in transcript
+    assert b"typed secret" not in transcript  # not echoed
+    stored = sqlite3.connect(db).execute("SELECT password FROM users").fetchone()[0]
+    assert passwords.verify("typed secret", stored)
+    status, transcript = _on_terminal(confdir, [b"one", b"two"], "user", "passwd", "a@example.com")
+    assert status == 1
+    assert b"mailhorn-user: fatal: passwords don't match" in transcript
+    assert passwords.verify("typed secret", sqlite3.connect(db).execute("SELECT password FROM users").fetchone()[0])
