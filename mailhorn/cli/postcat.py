@@ -110,7 +110,9 @@ class _Printer:
         if self.opts.offsets:
             text += b"%9d " % rec.offset
         if self.opts.decimal:
-            text += b"%3d " % rec.type.value[0]
+            # Content lines show as Postfix's normal data record ('N', 78).
+            number = 78 if rec.type is RecordType.CONTENT else rec.type.value[0]
+            text += b"%3d " % number
         return text
 
     def record(self, rec: Record) -> None:
