@@ -301,12 +301,10 @@ def _scram_scheme(algorithm: str, name: str) -> tuple[Callable[[bytes, bytes, _P
         return hmac.compare_digest(stored_key, stored) & hmac.compare_digest(server_key, server)
 
     def generate(password: bytes, params: _Params) -> bytes:
-        rounds = params.rounds or _SCRAM_ROUNDS
-        if rounds < 1:
-            raise HashGenerationError("rounds must be positive")
+        # Dovecot 2.3 always writes 4096 iterations and ignores -r.
         salt = os.urandom(16)
-        stored_key, server_key = keys(password, salt, rounds)
-        parts = [str(rounds).encode("ascii")] + [base64.b64encode(v) for v in (salt, stored_key, server_key)]
+        stored_key, server_key = keys(password, salt, _SCRAM_ROUNDS)
+        parts = [str(_SCRAM_ROUNDS).encode("ascii")] + [base64.b64encode(v) for v in (salt, stored_key, server_key)]
         return b",".join(parts)
 
     return verify, generate
@@ -517,7 +515,7 @@ def hash_password(password: str | bytes, scheme: str = DEFAULT_HASH_SCHEME,
     ``scheme`` may carry an encoding suffix (``SHA256.HEX``); the prefix is
     written in upper case, as ``doveadm pw`` writes it.  ``rounds`` is the
     cost for the schemes that have one (SHA-crypt rounds, bcrypt log2 cost,
-    Argon2 passes, PBKDF2/SCRAM iterations) and is ignored by the others.
+    Argon2 passes, PBKDF2 iterations) and is ignored by the others.
     """
     canonical, forced = lookup_scheme(scheme)
     spec = _SCHEMES[canonical]

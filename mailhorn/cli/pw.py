@@ -9,8 +9,8 @@ Options (doveadm-pw(1))
     ``-l``  list the password schemes on one line, space-separated.
     ``-p``  the password; without it the password is asked for twice on the
             terminal ("Enter new password:", "Retype new password:"), or
-            once for ``-t``; when standard input is not a terminal, one line
-            is read from it instead.
+            once for ``-t``; a mismatch is reported and asked again.  When
+            standard input is not a terminal, one line is read from it.
     ``-r``  rounds (cost) for schemes that have one.
     ``-s``  scheme, optionally with ``.HEX``/``.B64`` suffix; the default is
             ``ARGON2ID`` (Dovecot 2.3's is ``CRYPT``, bcrypt).
@@ -50,11 +50,13 @@ def _read_password(confirm: bool) -> str:
         return line.rstrip("\n").rstrip("\r")
     if not confirm:
         return getpass.getpass("Enter password to verify: ")
-    first = getpass.getpass("Enter new password: ")
-    second = getpass.getpass("Retype new password: ")
-    if first != second:
-        raise _Fatal("Passwords don't match!")
-    return first
+    while True:
+        first = getpass.getpass("Enter new password: ")
+        second = getpass.getpass("Retype new password: ")
+        if first == second:
+            return first
+        # doveadm says so and asks again; end of input (EOFError) stops it.
+        print("Error: Passwords don't match!", file=sys.stderr, flush=True)
 
 
 def _test(hashed: str, password: str, user: str | None) -> None:
