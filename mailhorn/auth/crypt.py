@@ -45,8 +45,11 @@ class CryptError(Exception):
     """crypt(3) refused a setting or failed to produce a hash."""
 
 
-class CryptUnavailableError(CryptError):
-    """The system libxcrypt could not be loaded."""
+class CryptUnavailableError(Exception):
+    """The system libxcrypt could not be loaded.
+
+    Not a :class:`CryptError`: a broken system must not read as "no match".
+    """
 
 
 _lock = threading.Lock()

@@ -107,3 +107,12 @@ def test_crypt_is_reentrant_across_threads() -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda i: xcrypt.crypt(b"secret", setting), range(32)))
     assert set(results) == {expected}
+
+
+def test_missing_library_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(xcrypt, "_lib", None)
+    monkeypatch.setattr(xcrypt, "LIBCRYPT_SONAME", "libcrypt-absent.so.9")
+    with pytest.raises(xcrypt.CryptUnavailableError, match="libcrypt-absent.so.9.*libcrypt1"):
+        xcrypt.crypt(b"secret", "ab")
+    with pytest.raises(xcrypt.CryptUnavailableError):
+        verify("secret", "{CRYPT}abNANd1rDfiNc")
