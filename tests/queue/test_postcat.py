@@ -9,8 +9,8 @@ same output from both programs.
 from __future__ import annotations
 
 import io
-import re
 import os
+import re
 import subprocess
 from pathlib import Path
 
