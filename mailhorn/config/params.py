@@ -44,6 +44,9 @@ class Param:
     ``raw`` marks a parameter whose ``$name`` references are expanded by the
     program using it, with its own variables (``$home``, ``$rbl_code``, …),
     never by the configuration reader; ``postconf -x`` leaves it as it is.
+    ``origin`` says whose name it is: ``postfix``, ``dovecot`` (a store or
+    login setting Postfix lacks), or ``mailhorn`` (invented where neither has
+    one; listed in docs/compatibility.md).
     """
 
     name: str
@@ -53,6 +56,7 @@ class Param:
     unit: str = "s"
     derive: Derive | None = None
     raw: bool = False
+    origin: str = "postfix"
 
     def default_value(self, lookup: Callable[[str], str]) -> str:
         """The default as Postfix computes it on this host."""

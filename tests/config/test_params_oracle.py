@@ -31,6 +31,16 @@ EXCEPTIONS: dict[str, str] = {
     "process_name": "the name of whichever program prints it (postconf for the real one)",
 }
 
+#: The parameters whose names and defaults are Postfix's (not invented ones).
+POSTFIX_PARAMS = [name for name, param in PARAMS.items() if param.origin == "postfix"]
+
+
+def test_invented_parameters_are_not_postfix_names(real_defaults: dict[str, str]) -> None:
+    invented = [name for name, param in PARAMS.items() if param.origin != "postfix"]
+    assert invented
+    assert [name for name in invented if name in real_defaults] == []
+
+
 SEEDS = Path(os.environ.get("MAILHORN_SEEDS", "/work/shared/seeds"))
 
 
@@ -61,14 +71,14 @@ def real_defaults(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def test_registry_names_are_postfix_names(real_defaults: dict[str, str]) -> None:
-    unknown = sorted(name for name in PARAMS if name not in real_defaults)
+    unknown = sorted(name for name, p in PARAMS.items() if p.origin == "postfix" and name not in real_defaults)
     assert unknown == []
 
 
 def test_registry_defaults_match_postconf(real_defaults: dict[str, str]) -> None:
     config = Config()
     mismatches = []
-    for name in PARAMS:
+    for name in POSTFIX_PARAMS:
         if name in EXCEPTIONS:
             continue
         raw = config.raw(name)
@@ -101,7 +111,7 @@ def test_cli_postconf_d_matches_postconf(tmp_path: Path) -> None:
     confdir.mkdir()
     (confdir / "main.cf").write_text("")
     (confdir / "master.cf").write_text("")
-    names = [n for n in PARAMS if n not in ("syslog_name", "process_id")]
+    names = [n for n in POSTFIX_PARAMS if n not in ("syslog_name", "process_id")]
     real = run_postfix("postconf", "-c", str(confdir), "-d", *names)
     require(real.returncode == 0, f"postconf -d failed: {real.stderr}")
     ours = run_mailhorn("postconf", "-c", str(confdir), "-d", *names)

@@ -11,6 +11,7 @@ from mailhorn.config.paramdefs import (
     bounce,
     cleanup,
     core,
+    invented,
     local,
     master,
     milter,
@@ -49,4 +50,5 @@ ALL = (
     *tls.PARAMS,
     *tls_client.PARAMS,
     *smtp.PARAMS,
+    *invented.PARAMS,
 )

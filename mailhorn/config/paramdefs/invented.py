@@ -1,0 +1,19 @@
+"""Parameters mailhorn invents because neither Postfix nor Dovecot has a name for them.
+
+Each one is listed in docs/compatibility.md. They print under ``postconf``
+like any other parameter.
+"""
+
+from __future__ import annotations
+
+from mailhorn.config.params import Kind, Param
+
+PARAMS: tuple[Param, ...] = (
+    Param(
+        "dns_servers",
+        Kind.LIST,
+        "",
+        "DNS servers (address or [address]:port) to ask instead of those in /etc/resolv.conf.",
+        origin="mailhorn",
+    ),
+)
