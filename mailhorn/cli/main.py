@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "newaliases": "mailhorn.cli.newaliases",
     "maildirmake": "mailhorn.cli.maildirmake",
     "pw": "mailhorn.cli.pw",
+    "postcat": "mailhorn.cli.postcat",
 }
 
 USAGE = "usage: mailhorn [-c config_dir] command [args...]\ncommands: " + " ".join(sorted(COMMANDS))
@@ -76,6 +77,7 @@ postmap_main = _entry("postmap")
 postalias_main = _entry("postalias")
 newaliases_main = _entry("newaliases")
 maildirmake_main = _entry("maildirmake")
+postcat_main = _entry("postcat")
 
 if __name__ == "__main__":
     sys.exit(main())
