@@ -15,7 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PEERS=(postfix postfix-pcre postfix-mysql postfix-pgsql postfix-sqlite swaks)
+PEERS=(postfix postfix-pcre postfix-mysql postfix-pgsql postfix-sqlite swaks
+       dovecot-core dovecot-imapd whois openssl)
 
 log() { printf '== %s\n' "$*"; }
 
@@ -33,6 +34,12 @@ install_peers() {
     # No Postfix configuration and no daemon: Postfix is only an oracle here.
     echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
     export DEBIAN_FRONTEND=noninteractive
+    # Packages must not start their daemons on install (policy-rc.d, exit 101).
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     apt-get update -qq >/dev/null || true
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
@@ -42,6 +49,11 @@ stop_packaged_daemons() {
     if command -v postfix >/dev/null && postfix status >/dev/null 2>&1; then
         log "stopping the packaged Postfix daemon"
         postfix stop >/dev/null 2>&1 || true
+    fi
+    # Dovecot is only a format oracle (doveadm); its daemon must not run.
+    if pgrep -x dovecot >/dev/null 2>&1; then
+        log "stopping the packaged Dovecot daemon"
+        doveadm stop >/dev/null 2>&1 || pkill -x dovecot || true
     fi
 }
 

@@ -78,6 +78,7 @@ postalias_main = _entry("postalias")
 newaliases_main = _entry("newaliases")
 maildirmake_main = _entry("maildirmake")
 postcat_main = _entry("postcat")
+pw_main = _entry("pw")
 
 if __name__ == "__main__":
     sys.exit(main())
