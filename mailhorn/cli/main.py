@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Callable
 
-#: Every command, mapped to the module implementing it.
+#: Every command, mapped to ``module[:function]`` implementing it (``run`` by default).
 COMMANDS: dict[str, str] = {
     "postconf": "mailhorn.cli.postconf",
     "postmap": "mailhorn.cli.postmap",
@@ -26,6 +26,10 @@ COMMANDS: dict[str, str] = {
     "maildirmake": "mailhorn.cli.maildirmake",
     "pw": "mailhorn.cli.pw",
     "postcat": "mailhorn.cli.postcat",
+    "domain": "mailhorn.cli.directory:run_domain",
+    "user": "mailhorn.cli.directory:run_user",
+    "alias": "mailhorn.cli.directory:run_alias",
+    "transport": "mailhorn.cli.directory:run_transport",
 }
 
 USAGE = "usage: mailhorn [-c config_dir] command [args...]\ncommands: " + " ".join(sorted(COMMANDS))
@@ -33,8 +37,9 @@ USAGE = "usage: mailhorn [-c config_dir] command [args...]\ncommands: " + " ".jo
 
 def run_command(command: str, argv: list[str]) -> int:
     """Run one command by name with its arguments."""
-    module = importlib.import_module(COMMANDS[command])
-    runner: Callable[[list[str]], int] = module.run
+    module_name, _, func = COMMANDS[command].partition(":")
+    module = importlib.import_module(module_name)
+    runner: Callable[[list[str]], int] = getattr(module, func or "run")
     try:
         return runner(argv)
     except BrokenPipeError:

@@ -47,3 +47,11 @@ def test_unknown_command_prints_usage_and_fails() -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("usage: mailhorn [-c config_dir] command")
     assert "postconf" in result.stderr and "maildirmake" in result.stderr
+
+
+def test_directory_commands_are_reachable(tmp_path: Path) -> None:
+    conf = write_conf(tmp_path)
+    assert run_mailhorn("-c", str(conf), "domain", "add", "example.test").returncode == 0
+    listed = run_mailhorn("-c", str(conf), "domain", "list")
+    assert listed.stdout == "example.test\n"
+    assert (conf / "directory.sqlite").exists()

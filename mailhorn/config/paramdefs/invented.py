@@ -16,4 +16,12 @@ PARAMS: tuple[Param, ...] = (
         "DNS servers (address or [address]:port) to ask instead of those in /etc/resolv.conf.",
         origin="mailhorn",
     ),
+    Param(
+        "directory_database",
+        Kind.STRING,
+        "",
+        "The mail directory database URL (sqlite:, mysql:, postgresql:); empty: the SQL table of"
+        " virtual_mailbox_domains, else sqlite:$config_directory/directory.sqlite.",
+        origin="mailhorn",
+    ),
 )
