@@ -98,42 +98,50 @@ def format_address(family: int, address: int) -> str:
     return socket.inet_ntop(family, address.to_bytes(size, "big"))
 
 
-def parse_pattern(text: str) -> Network:
-    """A ``[address]/prefix`` pattern; raises _Skip with Postfix's complaint."""
-    pattern = text
+def parse_network(pattern: str) -> Network | str:
+    """A ``[addr]/len``, ``[addr/len]``, ``addr/len`` or address pattern, or the
+    complaint Postfix's cidr_match_parse makes about it, checked in its order:
+    the family comes from a ``:`` in the text, then the mask value, the mask
+    length, the network value and the host bits."""
     if pattern.startswith("["):
-        close = pattern.find("]")
+        body = pattern[1:]
+        close = body.find("]")
         if close < 0:
-            raise _Skip(f"missing ']' character after \"{pattern}\": skipping this rule")
-        after = pattern[close + 1 :]
+            return f'missing \']\' character after "[{body}"'
+        after = body[close + 1 :]
+        inner = body[:close]
         if after and not after.startswith("/"):
-            raise _Skip(f"garbage after \"{pattern[: close + 1]}\": skipping this rule")
-        pattern = pattern[1:close] + after
-    net_text, slash, mask_text = pattern.partition("/")
+            return f'garbage after "[{inner}]"'
+        pattern = inner + after
+    net, slash, mask = pattern.partition("/")
     if slash:
-        if not (mask_text.isascii() and mask_text.isdigit()):
-            raise _Skip(f'bad mask value in "{pattern}": skipping this rule')
-        parsed = parse_address(net_text)
-        if parsed is None:
-            raise _Skip(f'bad network value in "{pattern}": skipping this rule')
-        family, address = parsed
+        family = socket.AF_INET6 if ":" in net else socket.AF_INET
         bits = 32 if family == socket.AF_INET else 128
-        prefix = int(mask_text)
+        if not mask or not (mask.isascii() and mask.isdigit()):
+            return f'bad mask value in "{net}/{mask}"'
+        prefix = int(mask)
         if prefix > bits:
-            raise _Skip(f'bad mask length in "{pattern}": skipping this rule')
-        host_mask = (1 << (bits - prefix)) - 1
-        if address & host_mask:
-            suggestion = f"{format_address(family, address & ~host_mask)}/{prefix}"
-            raise _Skip(
-                f'non-null host address bits in "{pattern}", perhaps you should use "{suggestion}" instead: '
-                "skipping this rule"
-            )
-        return Network(family, address, prefix)
+            return f'bad mask length in "{net}/{mask}"'
+        parsed = parse_address(net)
+        if parsed is None or parsed[0] != family:
+            return f'bad network value in "{net}/{mask}"'
+        host_bits = (1 << (bits - prefix)) - 1
+        if parsed[1] & host_bits:
+            fixed = format_address(family, parsed[1] & ~host_bits)
+            return f'non-null host address bits in "{net}/{mask}", perhaps you should use "{fixed}/{prefix}" instead'
+        return Network(family, parsed[1], prefix)
     parsed = parse_address(pattern)
     if parsed is None:
-        raise _Skip(f'bad address pattern: "{pattern}": skipping this rule')
-    family, address = parsed
-    return Network(family, address, 32 if family == socket.AF_INET else 128)
+        return f'bad address pattern: "{pattern}"'
+    return Network(parsed[0], parsed[1], 32 if parsed[0] == socket.AF_INET else 128)
+
+
+def parse_pattern(text: str) -> Network:
+    """A cidr table pattern; raises _Skip with Postfix's complaint."""
+    parsed = parse_network(text)
+    if isinstance(parsed, str):
+        raise _Skip(f"{parsed}: skipping this rule")
+    return parsed
 
 
 def _keyword(text: str, word: str) -> bool:

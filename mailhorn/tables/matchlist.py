@@ -60,7 +60,6 @@ helpers) and ``parent_domain_matches_subdomains``.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -70,6 +69,7 @@ from mailhorn.config.errors import ConfigError
 from mailhorn.config.load import Config
 from mailhorn.config.maincf import parse_logical_lines, split_list
 from mailhorn.tables.base import Table, TableConfigError, TableRetry
+from mailhorn.tables.cidr import Network, format_address, parse_address, parse_network
 from mailhorn.tables.registry import open_table, split_spec
 
 #: Table types that match patterns rather than fixed keys (not DICT_FLAG_FIXED):
@@ -100,22 +100,6 @@ class Matcher(Enum):
     HOSTADDR = "hostaddr"
 
 
-@dataclass(frozen=True)
-class Network:
-    """A parsed ``net/mask`` or address pattern."""
-
-    family: int
-    address: int
-    prefix: int
-
-    def contains(self, family: int, address: int) -> bool:
-        """Whether an address of ``family`` is inside this network."""
-        if family != self.family:
-            return False
-        shift = (32 if family == socket.AF_INET else 128) - self.prefix
-        return (address >> shift) == (self.address >> shift)
-
-
 @dataclass
 class Entry:
     """One pattern of a list, after ``/file`` expansion."""
@@ -129,56 +113,6 @@ class Entry:
     @property
     def is_table(self) -> bool:
         return self.table is not None or self.unavailable is not None
-
-
-def _pton(text: str) -> tuple[int, int] | None:
-    family = socket.AF_INET6 if ":" in text else socket.AF_INET
-    try:
-        packed = socket.inet_pton(family, text)
-    except (OSError, ValueError):
-        return None
-    return family, int.from_bytes(packed, "big")
-
-
-def _ntop(family: int, address: int) -> str:
-    return socket.inet_ntop(family, address.to_bytes(4 if family == socket.AF_INET else 16, "big"))
-
-
-def parse_network(pattern: str) -> Network | str:
-    """A ``[addr]/len``, ``[addr/len]``, ``addr/len`` or address pattern, or
-    the complaint Postfix's cidr_match_parse makes about it."""
-    if pattern.startswith("["):
-        body = pattern[1:]
-        close = body.find("]")
-        if close < 0:
-            return f'missing \']\' character after "[{body}"'
-        after = body[close + 1 :]
-        inner = body[:close]
-        if after and not after.startswith("/"):
-            return f'garbage after "[{inner}]"'
-        pattern = inner + after
-    slash = pattern.find("/")
-    if slash >= 0:
-        net, mask = pattern[:slash], pattern[slash + 1 :]
-        family = socket.AF_INET6 if ":" in net else socket.AF_INET
-        bits = 32 if family == socket.AF_INET else 128
-        if not mask or not (mask.isascii() and mask.isdigit()):
-            return f'bad mask value in "{net}/{mask}"'
-        prefix = int(mask)
-        if prefix > bits:
-            return f'bad mask length in "{net}/{mask}"'
-        parsed = _pton(net)
-        if parsed is None or parsed[0] != family:
-            return f'bad network value in "{net}/{mask}"'
-        host_bits = (1 << (bits - prefix)) - 1
-        if parsed[1] & host_bits:
-            fixed = _ntop(family, parsed[1] & ~host_bits)
-            return f'non-null host address bits in "{net}/{mask}", perhaps you should use "{fixed}/{prefix}" instead'
-        return Network(family, parsed[1], prefix)
-    parsed = _pton(pattern)
-    if parsed is None:
-        return f'bad address pattern: "{pattern}"'
-    return Network(parsed[0], parsed[1], 32 if parsed[0] == socket.AF_INET else 128)
 
 
 def _is_dictionary(pattern: str) -> bool:
@@ -308,7 +242,7 @@ class MatchList:
             entry.network = parse_network(pattern)
         if isinstance(entry.network, str):
             raise self._retry(entry.network)
-        parsed = _pton(addr)
+        parsed = parse_address(addr)
         return parsed is not None and entry.network.contains(*parsed)
 
     def _matches(self, *args: str) -> bool:
