@@ -6,8 +6,9 @@ Every configuration sets ``auth_failure_delay = 0`` so no test waits.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -39,7 +40,10 @@ def config(confdir: Path, **params: str) -> Config:
     return load(str(confdir))
 
 
-def run(coro):  # type: ignore[no-untyped-def]
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
