@@ -91,6 +91,12 @@ class CleanupRequest:
     """From ``sendmail -F``; used when cleanup adds a From: header."""
     extract_recipients: bool = False
     """``sendmail -t``: take recipients from To:, Cc:, Bcc: and delete Bcc:."""
+    submit_uid: int | None = None
+    """Local submission: the submitting user's uid (``Received: ... from userid N``)."""
+    receive_override_options: tuple[str, ...] | None = None
+    """The submitting service's ``receive_override_options`` (master.cf ``-o``); None: cleanup's own."""
+    content_filter: str | None = None
+    """The submitting service's ``content_filter``; None: cleanup's own, ``""``: none."""
 
 
 class Outcome(enum.Enum):

@@ -1,0 +1,111 @@
+"""Whether an SMTP client counts as local for header repair (``local_header_rewrite_clients``).
+
+Postfix adds missing ``Message-Id:``, ``Date:``, ``From:`` and ``To:``
+headers to mail from local submission always, to mail from SMTP clients only
+when ``always_add_missing_headers = yes`` or the client matches
+``local_header_rewrite_clients`` (its "local" rewrite context). The list
+elements are (postconf(5)):
+
+* ``permit_inet_interfaces``: the client address is one of this host's
+  addresses that ``inet_interfaces`` listens on;
+* ``permit_mynetworks``: the client matches ``mynetworks``;
+* ``permit_sasl_authenticated``: the client authenticated;
+* ``check_address_map type:table``: the client address is a key of the table.
+
+Other elements are ignored with a warning, as an unknown element in
+Postfix's list is.
+
+Parameters read: ``local_header_rewrite_clients``, ``inet_interfaces``,
+``mynetworks``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable
+
+from mailhorn import log
+from mailhorn.cleanup.request import ClientInfo
+from mailhorn.config.load import Config
+from mailhorn.config.maincf import split_list
+from mailhorn.tables.base import Table
+from mailhorn.tables.matchlist import namadr_list_from_config
+from mailhorn.tables.registry import open_table
+
+_LOOPBACK = ("127.0.0.1", "::1")
+
+
+def _same_address(a: str, b: str) -> bool:
+    try:
+        return ipaddress.ip_address(a.strip("[]")) == ipaddress.ip_address(b.strip("[]"))
+    except ValueError:
+        return False
+
+
+def _is_local_address(addr: str) -> bool:
+    """Whether ``addr`` belongs to this host (it can be bound)."""
+    try:
+        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.bind((addr, 0))
+        return True
+    except OSError:
+        return False
+
+
+def _mynetworks_test(config: Config) -> Callable[[ClientInfo], bool]:
+    mynetworks = namadr_list_from_config(config, "mynetworks")
+
+    def test(client: ClientInfo) -> bool:
+        return mynetworks.match(client.name, client.addr)
+
+    return test
+
+
+def _address_map_test(table: Table) -> Callable[[ClientInfo], bool]:
+    def test(client: ClientInfo) -> bool:
+        return table.lookup(client.addr) is not None
+
+    return test
+
+
+class LocalClients:
+    """The compiled ``local_header_rewrite_clients`` list."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._tests: list[Callable[[ClientInfo], bool]] = []
+        items = split_list(config.get("local_header_rewrite_clients"))
+        i = 0
+        while i < len(items):
+            item = items[i]
+            lower = item.lower()
+            if lower == "permit_inet_interfaces":
+                self._tests.append(self._inet_interface)
+            elif lower == "permit_mynetworks":
+                self._tests.append(_mynetworks_test(config))
+            elif lower == "permit_sasl_authenticated":
+                self._tests.append(lambda c: bool(c.sasl_username))
+            elif lower == "check_address_map" and i + 1 < len(items):
+                self._tests.append(_address_map_test(open_table(items[i + 1], config)))
+                i += 1
+            else:
+                log.warning(f"unknown local_header_rewrite_clients element: {item}")
+            i += 1
+
+    def _inet_interface(self, client: ClientInfo) -> bool:
+        interfaces = [x.lower() for x in split_list(self._config.get("inet_interfaces"))]
+        if "all" in interfaces:
+            return _is_local_address(client.addr)
+        wanted: list[str] = []
+        for name in interfaces:
+            if name in ("loopback-only", "localhost"):
+                wanted.extend(_LOOPBACK)
+            else:
+                wanted.append(name)
+        return any(_same_address(client.addr, w) for w in wanted)
+
+    def match(self, client: ClientInfo) -> bool:
+        """Whether mail from ``client`` gets its missing headers added."""
+        return any(test(client) for test in self._tests)
