@@ -1,0 +1,344 @@
+"""sendmail(1): the Sendmail-compatible submission command, as Postfix implements it.
+
+``sendmail [options] [recipient ...]`` reads a message on standard input and
+writes it into ``$queue_directory/maildrop`` (postdrop's job), where the
+pickup service takes it; no running server is needed to submit. Under the
+names ``mailq`` and ``newaliases`` (argv[0], or ``-bp``/``-bi``) it lists the
+queue or rebuilds the alias databases.
+
+Options (Postfix's sendmail(1)):
+
+``-t``            take recipients from To:, Cc:, Bcc: (added to command-line ones; Bcc: is removed)
+``-i``, ``-oi``   a line with a single ``.`` does not end the input
+``-f sender``, ``-r sender``  envelope sender (default: the login name; ``<>`` for the null sender)
+``-F name``       full name for an added From: header (default: ``$NAME``, else the GECOS field)
+``-N dsn``        delivery status notification: ``never`` or ``success,delay,failure``
+``-R ret``        DSN RET: ``full`` or ``hdrs``; ``-V envid`` DSN envelope id
+``-B type``       body type (``7BIT``/``8BITMIME``), accepted and ignored as in Postfix
+``-C dir``        configuration directory (Postfix's ``-C``; also ``MAIL_CONFIG``)
+``-bm``           read mail from standard input (the default)
+``-bp``           list the queue (mailq)
+``-bi``, ``-I``   rebuild the alias databases (newaliases)
+``-bs``           SMTP on standard input/output: refused here, see below
+``-q``            process the queue: refused here, see below
+``-oem -oep -oeq -o7 -o8 -oX...``  accepted and ignored, as Postfix does
+``-v``            more logging; ``-n -m -c -x -G -U -h N -L tag -O opt -X file`` accepted and ignored
+``--``            end of options
+
+Input: CRLF line ends become LF (``sendmail_fix_line_endings = always``),
+an initial ``From `` line (mbox envelope) is dropped, and unless ``-i`` the
+input ends at a line holding only ``.``. The message is streamed to the
+maildrop file; memory stays bounded by one line.
+
+``-bs`` and ``-q`` need the SMTP server and the queue manager running in
+this process; the command says so and exits with EX_UNAVAILABLE (69).
+
+Exit status (sysexits.h, as Postfix's sendmail): 0 success, 64 EX_USAGE bad
+options or no recipients, 75 EX_TEMPFAIL the submission could not be
+written, 69 EX_UNAVAILABLE for the refused modes.
+
+Parameters read: ``queue_directory``, ``enable_long_queue_ids``,
+``alias_database`` (via newaliases).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from mailhorn import log
+from mailhorn.config.errors import ConfigError
+from mailhorn.config.load import DEFAULT_CONFIG_DIR, Config, load
+from mailhorn.queue.maildrop import MaildropWriter, wake_pickup
+from mailhorn.queue.queuefile import CorruptQueueFile, DsnNotify, DsnRet
+from mailhorn.queue.store import QueueStore, QueueWriteError
+
+EX_USAGE = 64
+EX_DATAERR = 65
+EX_UNAVAILABLE = 69
+EX_SOFTWARE = 70
+EX_TEMPFAIL = 75
+
+#: Options that take an argument (attached or as the next word).
+_WITH_ARG = frozenset("BCFLNORVXbefhopqr")
+_NOTIFY = {"never": DsnNotify.NEVER, "success": DsnNotify.SUCCESS,
+           "failure": DsnNotify.FAILURE, "delay": DsnNotify.DELAY}
+
+
+class UsageError(Exception):
+    """A bad command line (EX_USAGE)."""
+
+
+@dataclass
+class Options:
+    """The parsed command line."""
+
+    mode: str = "m"
+    extract: bool = False
+    dot_ends: bool = True
+    sender: str | None = None
+    fullname: str | None = None
+    notify: DsnNotify | None = None
+    ret: DsnRet | None = None
+    envid: str | None = None
+    config_dir: str | None = None
+    verbose: int = 0
+    queue_run: str | None = None
+    recipients: list[str] = field(default_factory=list)
+
+
+def _notify(value: str) -> DsnNotify:
+    bits = DsnNotify(0)
+    for word in value.replace(" ", "").lower().split(","):
+        flag = _NOTIFY.get(word)
+        if flag is None:
+            raise UsageError(f"bad -N option value: {value}")
+        bits |= flag
+    if bits & DsnNotify.NEVER and bits != DsnNotify.NEVER:
+        raise UsageError(f"bad -N option value: {value}")
+    return bits
+
+
+def parse_args(argv: list[str]) -> Options:
+    """Sendmail-style option parsing (clustered flags, attached or separate values)."""
+    opts = Options()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg == "--":
+            opts.recipients.extend(argv[i:])
+            break
+        if not arg.startswith("-") or arg == "-":
+            opts.recipients.append(arg)
+            continue
+        j = 1
+        while j < len(arg):
+            flag = arg[j]
+            j += 1
+            value = ""
+            if flag in _WITH_ARG:
+                if j < len(arg):
+                    value = arg[j:]
+                elif flag == "q":
+                    value = ""
+                elif i < len(argv):
+                    value = argv[i]
+                    i += 1
+                else:
+                    raise UsageError(f"option requires an argument -- '{flag}'")
+                j = len(arg)
+            _apply(opts, flag, value)
+    return opts
+
+
+def _apply(opts: Options, flag: str, value: str) -> None:
+    if flag == "t":
+        opts.extract = True
+    elif flag == "i":
+        opts.dot_ends = False
+    elif flag in ("f", "r"):
+        opts.sender = "" if value in ("<>", "") else value.removeprefix("<").removesuffix(">")
+    elif flag == "F":
+        opts.fullname = value
+    elif flag == "N":
+        opts.notify = _notify(value)
+    elif flag == "R":
+        ret = value.lower()
+        if ret not in ("full", "hdrs"):
+            raise UsageError(f"bad -R option value: {value}")
+        opts.ret = DsnRet.FULL if ret == "full" else DsnRet.HDRS
+    elif flag == "V":
+        opts.envid = value
+    elif flag == "C":
+        opts.config_dir = value
+    elif flag == "b":
+        if value not in ("m", "s", "p", "i", "d", "D", "a", "v", "h", "H"):
+            raise UsageError(f"unsupported: -b{value}")
+        opts.mode = value
+    elif flag == "I":
+        opts.mode = "i"
+    elif flag == "o":
+        if value.startswith("i"):
+            opts.dot_ends = False
+    elif flag == "q":
+        opts.queue_run = value
+    elif flag == "v":
+        opts.verbose += 1
+    elif flag in "BLOXehpnmcxGU78":
+        pass
+    else:
+        raise UsageError(f"invalid option -- '{flag}'")
+
+
+def _login() -> tuple[str, int, str]:
+    uid = os.getuid()
+    try:
+        entry = pwd.getpwuid(uid)
+    except KeyError:
+        return f"#{uid}", uid, ""
+    return entry.pw_name, uid, entry.pw_gecos.split(",", 1)[0]
+
+
+def copy_message(source: BinaryIO, writer: MaildropWriter, *, dot_ends: bool) -> None:
+    """Stream stdin to the maildrop file with Postfix's line handling."""
+    first = True
+    pending = bytearray()
+    while True:
+        line = source.readline(65536)
+        if not line:
+            break
+        complete = line.endswith(b"\n")
+        body = line[:-1] if complete else line
+        if complete and body.endswith(b"\r"):
+            body = body[:-1]
+        if first and body.startswith(b"From "):
+            first = False
+            while not complete:
+                more = source.readline(65536)
+                if not more:
+                    break
+                complete = more.endswith(b"\n")
+            continue
+        first = False
+        if dot_ends and complete and body == b"." and not pending:
+            break
+        pending += body
+        if complete:
+            pending += b"\n"
+            writer.write(bytes(pending))
+            pending.clear()
+        elif len(pending) >= 65536:
+            writer.write(bytes(pending))
+            pending.clear()
+            # The rest of this line is not a "." line.
+            pending_continues = True
+            while pending_continues:
+                more = source.readline(65536)
+                if not more:
+                    break
+                pending_continues = not more.endswith(b"\n")
+                data = more.rstrip(b"\n")
+                if not pending_continues and data.endswith(b"\r"):
+                    data = data[:-1]
+                writer.write(data + (b"" if pending_continues else b"\n"))
+    if pending:
+        writer.write(bytes(pending) + b"\n")
+
+
+def _config(opts: Options) -> Config:
+    directory = opts.config_dir or os.environ.get("MAIL_CONFIG") or DEFAULT_CONFIG_DIR
+    return load(directory)
+
+
+def submit(opts: Options, config: Config, stdin: BinaryIO) -> int:
+    """Write one submission into maildrop; returns the exit status."""
+    login, uid, gecos = _login()
+    if not opts.recipients and not opts.extract:
+        log.error("Recipient addresses must be specified on the command line or via the -t option")
+        return EX_USAGE
+    sender = login if opts.sender is None else opts.sender
+    fullname = opts.fullname if opts.fullname is not None else os.environ.get("NAME") or gecos or None
+    queue_directory = config.get("queue_directory")
+    try:
+        writer = MaildropWriter(queue_directory, long_ids=config.bool("enable_long_queue_ids"))
+    except QueueWriteError as exc:
+        log.error(f"{exc}")
+        return EX_TEMPFAIL
+    try:
+        writer.envelope(sender, opts.recipients, uid=uid, fullname=fullname, extract=opts.extract,
+                        notify=opts.notify, ret=opts.ret, envid=opts.envid)
+        copy_message(stdin, writer, dot_ends=opts.dot_ends)
+        writer.commit()
+    except QueueWriteError as exc:
+        log.error(f"{exc}")
+        return EX_TEMPFAIL
+    except ValueError as exc:
+        writer.abort()
+        log.error(f"{exc}")
+        return EX_DATAERR
+    except BaseException:
+        writer.abort()
+        raise
+    wake_pickup(queue_directory)
+    return 0
+
+
+#: Queues listed by mailq, with the mark after the queue ID (Postfix's showq).
+_SHOWQ = (("maildrop", " "), ("incoming", " "), ("active", "*"), ("deferred", " "), ("hold", "!"))
+
+
+def list_queue(config: Config) -> int:
+    """``mailq``: every queued message in Postfix's showq format."""
+    store = QueueStore.from_config(config)
+    out = sys.stdout
+    count = 0
+    total = 0
+    for queue, mark in _SHOWQ:
+        for queue_id in sorted(store.scan(queue)):
+            try:
+                qf = store.read(queue, queue_id, verify_content=False)
+            except (OSError, CorruptQueueFile):
+                continue
+            if count == 0:
+                out.write("-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n")
+            count += 1
+            total += qf.content_size
+            when = time.strftime("%a %b %e %H:%M:%S", time.localtime(qf.arrival_time[0]))
+            sender = qf.sender or "MAILER-DAEMON"
+            out.write(f"{queue_id + mark:<11s} {qf.content_size:8d} {when:20.20s} {sender}\n")
+            for rcpt in qf.pending:
+                out.write(f"{'':41s}{rcpt.address}\n")
+            out.write("\n")
+    if count == 0:
+        out.write("Mail queue is empty\n")
+    else:
+        plural = "" if count == 1 else "s"
+        out.write(f"-- {(total + 1023) // 1024} Kbytes in {count} Request{plural}.\n")
+    return 0
+
+
+def run(argv: list[str], program: str = "sendmail") -> int:
+    """Entry point: ``sendmail ARGS`` (``mailq`` and ``newaliases`` by ``program``)."""
+    log.setup(program, stderr=True)
+    try:
+        opts = parse_args(argv)
+    except UsageError as exc:
+        log.error(str(exc))
+        return EX_USAGE
+    if program == "mailq":
+        opts.mode = "p"
+    elif program == "newaliases":
+        opts.mode = "i"
+    if opts.mode == "i":
+        from mailhorn.cli import newaliases
+
+        return newaliases.run(["-c", opts.config_dir] if opts.config_dir else [])
+    try:
+        config = _config(opts)
+    except (ConfigError, OSError) as exc:
+        log.error(f"{exc}")
+        return EX_TEMPFAIL
+    if opts.queue_run is not None:
+        log.error("-q: the queue manager does not run in this command; "
+                  "start the mail system with 'mailhorn start' to deliver queued mail")
+        return EX_UNAVAILABLE
+    if opts.mode == "p":
+        return list_queue(config)
+    if opts.mode == "s":
+        log.error("-bs: a stand-alone SMTP session is not available; "
+                  "connect to the running SMTP server instead")
+        return EX_UNAVAILABLE
+    if opts.mode not in ("m", "d", "D", "a"):
+        log.error(f"unsupported: -b{opts.mode}")
+        return EX_USAGE
+    return submit(opts, config, sys.stdin.buffer)
+
+
+def mailq_main() -> int:
+    """``mailq``: the same as ``sendmail -bp``."""
+    return run(sys.argv[1:], "mailq")
