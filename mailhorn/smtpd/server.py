@@ -1,0 +1,116 @@
+"""smtpd(8): the accept loop of one SMTP service.
+
+``serve(listener, config, runtime, service)`` runs one master.cf ``smtpd``
+service on a socket the master bound and listens on: it accepts
+connections and runs a :class:`~mailhorn.smtpd.session.Session` for each,
+in the running event loop.  ``config`` already carries the service's ``-o``
+overrides.  With ``smtpd_tls_wrappermode = yes`` (smtps) each connection
+starts with the TLS handshake.
+
+Shutdown: when the task running ``serve`` is cancelled it stops accepting
+at once, gives the open sessions up to ``SHUTDOWN_GRACE`` seconds to end,
+then cancels them; a cancelled session aborts its unfinished message, so
+nothing half-received is queued and no 250 was given for it.  The
+listening socket stays open: it belongs to the master.
+
+The restriction engine is :class:`mailhorn.smtpd.checks.SmtpdChecks` and
+the client-name lookups use :mod:`mailhorn.dns`; callers (tests) may pass
+their own ``checks`` or ``resolver``.
+
+Parameters read: those of :mod:`mailhorn.smtpd.settings`,
+:mod:`mailhorn.smtpd.tls` and the restriction engine.
+
+Errors: `ConfigError` for unusable parameters, before anything is accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import socket
+from typing import cast
+
+from mailhorn import log
+from mailhorn.config.load import Config
+from mailhorn.config.mastercf import Service
+from mailhorn.runtime import Runtime
+from mailhorn.smtpd.context import Checks, ServiceContext
+from mailhorn.smtpd.peer import PeerResolver
+from mailhorn.smtpd.session import Session
+from mailhorn.smtpd.stream import accept_connection
+
+__all__ = ["SHUTDOWN_GRACE", "serve"]
+
+#: Seconds open sessions get to finish after the service is told to stop.
+SHUTDOWN_GRACE = 10.0
+
+
+def _default_checks(config: Config) -> tuple[Checks, PeerResolver | None]:
+    """The restriction engine and the DNS resolver it uses."""
+    checks_module = importlib.import_module("mailhorn.smtpd.checks")
+    resolver: PeerResolver | None = None
+    try:
+        dns_module = importlib.import_module("mailhorn.dns")
+        resolver = cast(PeerResolver, dns_module.Resolver.from_config(config))
+    except (ImportError, AttributeError):
+        resolver = None
+    checks = cast(Checks, checks_module.SmtpdChecks(config, resolver))
+    return checks, resolver
+
+
+def _address(sockaddr: object) -> tuple[str, str]:
+    if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
+        addr = str(sockaddr[0])
+        if addr.startswith("::ffff:") and "." in addr:
+            addr = addr[7:]
+        return addr, str(sockaddr[1])
+    return "", ""
+
+
+async def serve(listener: socket.socket, config: Config, runtime: Runtime, service: Service, *,
+                checks: Checks | None = None, resolver: PeerResolver | None = None) -> None:
+    """Accept SMTP clients on ``listener`` until cancelled."""
+    if checks is None:
+        checks, found = _default_checks(config)
+        resolver = resolver or found
+    ctx = ServiceContext.build(config, runtime, service.name, checks, resolver)
+    loop = asyncio.get_running_loop()
+    listener.setblocking(False)
+    sessions: set[asyncio.Task[None]] = set()
+    try:
+        while True:
+            try:
+                conn_sock, peer = await loop.sock_accept(listener)
+            except OSError as exc:
+                log.warning(f"accept connection: {exc.strerror or exc}")
+                await asyncio.sleep(0.1)
+                continue
+            task = asyncio.create_task(_session(ctx, conn_sock, peer))
+            sessions.add(task)
+            task.add_done_callback(sessions.discard)
+    finally:
+        if sessions:
+            _done, pending = await asyncio.wait(set(sessions), timeout=SHUTDOWN_GRACE)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=SHUTDOWN_GRACE)
+
+
+async def _session(ctx: ServiceContext, sock: socket.socket, peer: object) -> None:
+    client_addr, client_port = _address(peer)
+    try:
+        server_addr, server_port = _address(sock.getsockname())
+    except OSError:
+        server_addr, server_port = "", ""
+    sock.setblocking(False)
+    context = ctx.tls.context if ctx.tls.wrappermode else None
+    try:
+        conn = await accept_connection(sock, context, ctx.settings.starttls_timeout)
+    except (OSError, TimeoutError, ConnectionError) as exc:
+        log.info(f"connect from unknown[{client_addr}]")
+        log.info(f"SSL_accept error from unknown[{client_addr}]: {exc}")
+        log.info(f"lost connection after CONNECT from unknown[{client_addr}]")
+        sock.close()
+        return
+    await Session(ctx, conn, client_addr, client_port, server_addr, server_port).run()

@@ -1,0 +1,155 @@
+"""One client connection as an asyncio protocol with explicit buffers.
+
+smtpd does not use asyncio's StreamReader because STARTTLS must throw away
+every byte that arrived in plaintext after the STARTTLS line (RFC 3207
+§4.2; CVE-2011-0411): here the receive buffer is ours, so
+:meth:`Connection.start_tls` can empty it before the handshake and nothing
+received before the handshake is ever read as if it came through TLS.
+
+Reading: :meth:`Connection.read` returns whatever arrived (or ``b""`` at end
+of input); the transport is paused while more than ``HIGH_WATER`` octets
+wait, so a fast client cannot make us buffer without bound (design.md §5
+rule 7).  Writing: :meth:`Connection.write` then :meth:`Connection.drain`,
+which waits while the transport's own buffer is full.
+
+Parameters read: none.  Errors: `ConnectionError` from :meth:`drain` when
+the peer is gone; `ssl.SSLError` or `OSError` from the TLS handshake;
+`TimeoutError` when a deadline given by the caller passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from typing import cast
+
+__all__ = ["HIGH_WATER", "Connection", "accept_connection"]
+
+#: Pause reading when this much received input waits to be consumed.
+HIGH_WATER = 256 * 1024
+
+
+class Connection(asyncio.Protocol):
+    """Receive buffer, flow control and TLS upgrade for one SMTP session."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self._eof = False
+        self._lost = False
+        self._paused = False
+        self._readable: asyncio.Event = asyncio.Event()
+        self._writable: asyncio.Event = asyncio.Event()
+        self._writable.set()
+        self._in_tls_switch = False
+
+    # -- asyncio.Protocol -------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        self._readable.set()
+        if len(self._buf) > HIGH_WATER and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool | None:
+        self._eof = True
+        self._readable.set()
+        return None  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._in_tls_switch:
+            return
+        self._lost = True
+        self._eof = True
+        self._readable.set()
+        self._writable.set()
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    # -- reading ----------------------------------------------------------
+    @property
+    def at_eof(self) -> bool:
+        return self._eof and not self._buf
+
+    @property
+    def pending(self) -> int:
+        """Octets received and not yet read."""
+        return len(self._buf)
+
+    async def read(self) -> bytes:
+        """Everything received so far, waiting for some; ``b""`` at end of input."""
+        while not self._buf and not self._eof:
+            self._readable.clear()
+            await self._readable.wait()
+        data = bytes(self._buf)
+        self._buf.clear()
+        if self._paused and self.transport is not None and not self._lost:
+            self._paused = False
+            self.transport.resume_reading()
+        return data
+
+    # -- writing ----------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self._lost and not self.transport.is_closing():
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self._lost:
+            raise ConnectionResetError("connection lost")
+        await self._writable.wait()
+        if self._lost:
+            raise ConnectionResetError("connection lost")
+
+    # -- TLS ----------------------------------------------------------------
+    def ssl_object(self) -> ssl.SSLObject | None:
+        if self.transport is None:
+            return None
+        obj = self.transport.get_extra_info("ssl_object")
+        return obj if isinstance(obj, ssl.SSLObject) else None
+
+    async def start_tls(self, context: ssl.SSLContext, timeout: float) -> int:
+        """Discard unread plaintext, then do the server side of the TLS
+        handshake.  Returns how many plaintext octets were thrown away."""
+        assert self.transport is not None
+        dropped = len(self._buf)
+        self._buf.clear()
+        if self._paused:
+            self._paused = False
+            self.transport.resume_reading()
+        loop = asyncio.get_running_loop()
+        new = await loop.start_tls(self.transport, self, context, server_side=True,
+                                   ssl_handshake_timeout=timeout)
+        if new is None:
+            raise ConnectionResetError("connection lost during the TLS handshake")
+        self.transport = new
+        return dropped
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+async def accept_connection(sock: socket.socket, context: ssl.SSLContext | None,
+                            handshake_timeout: float) -> Connection:
+    """Wrap an accepted socket; with ``context`` (wrappermode) the TLS
+    handshake happens first."""
+    loop = asyncio.get_running_loop()
+    conn = Connection()
+    if context is None:
+        await loop.connect_accepted_socket(lambda: conn, sock)
+    else:
+        await loop.connect_accepted_socket(lambda: conn, sock, ssl=context,
+                                           ssl_handshake_timeout=handshake_timeout)
+    return conn
