@@ -37,6 +37,7 @@ is then not offered.
 from __future__ import annotations
 
 import ssl
+import warnings
 from dataclasses import dataclass
 
 from mailhorn import log
@@ -199,8 +200,12 @@ class SmtpdTls:
         proto_param = "smtpd_tls_mandatory_protocols" if mandatory else "smtpd_tls_protocols"
         low, high = _version_range(config.get(proto_param), proto_param)
         try:
-            context.minimum_version = low
-            context.maximum_version = high
+            with warnings.catch_warnings():
+                # The site asked for TLSv1/TLSv1.1 (Postfix's default ">=TLSv1"):
+                # Python only warns that these versions are deprecated.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                context.minimum_version = low
+                context.maximum_version = high
         except ValueError as exc:
             log.warning(f"{proto_param}: {exc}")
         grade = "smtpd_tls_mandatory_ciphers" if mandatory else "smtpd_tls_ciphers"
