@@ -155,7 +155,14 @@ def _create(r: Reader, uid: bool) -> Command:
     r.sp()
     name = r.mailbox()
     if r.maybe(b" "):
-        r.list_of(lambda: r.atom())  # RFC 6154 USE (…): accepted, attributes come from names
+        # RFC 6154 §3: CREATE name (USE (\\Sent …)); accepted, attributes come from names.
+        r.open_list()
+        if r.atom().upper() != b"USE":
+            raise ParseError("Invalid arguments")
+        r.sp()
+        _flag_list(r)
+        if not r.close_list():
+            raise ParseError("Invalid arguments")
     r.end()
     return Create(name)
 
@@ -306,7 +313,7 @@ def _section(r: Reader) -> SectionSpec:
 
 
 def _fetch_attr(r: Reader) -> list[FetchAttr]:
-    word = r.atom().decode("ascii", "replace").upper()
+    word = r.atom(stop=frozenset(b"[")).decode("ascii", "replace").upper()
     if word in _FETCH_MACROS:
         return [FetchAttr(n) for n in _FETCH_MACROS[word]]
     if word in ("BODY", "BODY.PEEK") and r.peek() == 0x5B:

@@ -177,13 +177,14 @@ class Reader:
         if not self.at_end():
             raise ParseError("Invalid arguments")
 
-    def atom(self, extra: frozenset[int] = frozenset()) -> bytes:
-        """1*ATOM-CHAR; ``extra`` allows more (``]`` in flags, ``[`` in fetch items)."""
+    def atom(self, extra: frozenset[int] = frozenset(), stop: frozenset[int] = frozenset()) -> bytes:
+        """1*ATOM-CHAR; ``extra`` allows more (``]`` in flags), ``stop`` ends it early (``[``)."""
         if self.at_literal():
             raise ParseError("Invalid arguments")
         text = self.text
         start = self.pos
-        while self.pos < len(text) and (text[self.pos] not in _ATOM_SPECIALS or text[self.pos] in extra):
+        while self.pos < len(text) and text[self.pos] not in stop and (
+                text[self.pos] not in _ATOM_SPECIALS or text[self.pos] in extra):
             self.pos += 1
         if self.pos == start:
             raise ParseError("Invalid arguments")

@@ -59,7 +59,7 @@ def fetch_items(response: bytes) -> dict[bytes, bytes]:
 
 def all_fetches(output: bytes) -> list[dict[bytes, bytes]]:
     """Every ``* N FETCH`` response in a session transcript."""
-    out = []
+    out: list[dict[bytes, bytes]] = []
     pos = 0
     while True:
         k = output.find(b"* 1 FETCH (", pos)

@@ -19,6 +19,7 @@ from mailhorn.imap.commands import parse_command
 from mailhorn.imap.parse import Literal, Piece, Search
 from mailhorn.imap.search import BadCharset, Candidate, Context, decode_search_string, matches
 from mailhorn.mailstore import Mailbox, deliver
+from mailhorn.mailstore import Message as StoreMessage
 from tests.conftest import require
 from tests.imap import dovecot
 
@@ -87,9 +88,11 @@ def _mailhorn(root: Path, keys: list[bytes]) -> list[list[int]]:
             flags = set(msg.imap_flags()[:len(msg.imap_flags()) - len(msg.keywords)])
             if msg.recent_dir:
                 flags.add("\\Recent")
+            def load(m: StoreMessage = msg) -> M.Message:
+                return M.parse_message(b"".join(box.read(m)))
+
             cand = Candidate(seq, msg.uid, frozenset(flags), frozenset(msg.keywords),
-                             msg.internal_date, msg.vsize or msg.size,
-                             lambda m=msg: M.parse_message(b"".join(box.read(m))))
+                             msg.internal_date, msg.vsize or msg.size, load)
             if matches(cmd.key, cand, ctx):
                 found.append(seq)
         results.append(found)
