@@ -56,6 +56,13 @@ from dataclasses import dataclass
 from typing import Union
 
 from mailhorn.imap.commands import CommandSpec, parse_append_head, parse_command
+from mailhorn.mailstore.errors import (
+    FolderExistsError,
+    InvalidFolderName,
+    MailstoreError,
+    NoSuchFolder,
+    QuotaExceeded,
+)
 from mailhorn.imap.parse import (
     Append,
     Command,
@@ -160,6 +167,25 @@ def bad_command(tag: bytes, name: str | None, reason: str, code: str | None = No
     """Dovecot's wording: ``tag BAD Error in IMAP command NAME: reason``."""
     where = f"Error in IMAP command {name}" if name else "Error in IMAP command"
     return tagged(tag, "BAD", f"{where}: {reason}", code)
+
+
+def store_error(tag: bytes, exc: MailstoreError) -> bytes:
+    """The tagged NO for a mail store error, with Dovecot's response codes and texts.
+
+    A refused name (``../x``, ``a/b``, ``~x``: the store keeps every name
+    inside the user's root) is ``NO [CANNOT] Invalid mailbox name: reason``.
+    """
+    if isinstance(exc, InvalidFolderName):
+        reason = str(exc).rsplit(": ", 1)[-1]
+        return tagged(tag, "NO", f"Invalid mailbox name: {reason}", "CANNOT")
+    if isinstance(exc, NoSuchFolder):
+        return tagged(tag, "NO", str(exc), "NONEXISTENT")
+    if isinstance(exc, FolderExistsError):
+        return tagged(tag, "NO", "Mailbox already exists", "ALREADYEXISTS")
+    if isinstance(exc, QuotaExceeded):
+        return tagged(tag, "NO", "Quota exceeded (mailbox for user is full)", "OVERQUOTA")
+    return tagged(tag, "NO", "Internal error occurred. Refer to server log for more information.",
+                  "SERVERBUG")
 
 
 FetchValue = Union[bytes, tuple[int, Iterable[bytes]]]

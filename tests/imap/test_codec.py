@@ -291,3 +291,27 @@ def test_fuzz_never_raises(seed: int) -> None:
                 codec.accept_append()
             elif ev is None:
                 break
+
+
+@pytest.mark.parametrize("name, reason", [
+    # Dovecot names the leading separator first; the store checks '/' first.
+    ("../../x", "Name must not have '/' characters"),
+    ("..x", "Begins with hierarchy separator"),
+    ("~x", "Begins with '~'"),
+    ("a/b", "Name must not have '/' characters"),
+])
+def test_escaping_names_are_refused_with_cannot(tmp_path: object, name: str, reason: str) -> None:
+    """The answers Dovecot gives to CREATE with these names (same code and wording)."""
+    from pathlib import Path
+
+    from mailhorn.mailstore import create_folder
+    from mailhorn.mailstore.errors import MailstoreError
+
+    ev = one(b"b CREATE " + name.encode() + b"\r\n")
+    assert isinstance(ev, C.CommandEvent)
+    assert isinstance(ev.command, Create)
+    root = Path(str(tmp_path)) / "Maildir"
+    with pytest.raises(MailstoreError) as info:
+        create_folder(root, ev.command.mailbox)
+    assert C.store_error(b"b", info.value) == f"b NO [CANNOT] Invalid mailbox name: {reason}\r\n".encode()
+    assert not (root.parent / "x").exists()
