@@ -551,3 +551,13 @@ def _partial(data: Buffer, start: int, end: int, offset: int, length: int) -> tu
 def section_bytes(msg: Message, spec: SectionSpec, partial: tuple[int, int] | None = None) -> bytes:
     """A section as one bytes value (for small sections and tests)."""
     return b"".join(section(msg, spec, partial)[1])
+
+
+def header_fields(msg: Message, part: Part | None = None) -> Iterator[tuple[bytes, bytes]]:
+    """Every header field of a part (default: the message) as (name, unfolded-raw value), in order."""
+    part = msg.root if part is None else part
+    data = msg.data
+    _, fields, _ = _scan_header(data, part.start, part.end)
+    for start, colon, end in fields:
+        if colon >= 0:
+            yield _field_name(data, start, colon), _value(data, colon, end)
