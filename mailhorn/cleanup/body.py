@@ -145,7 +145,6 @@ class ContentState:
         self.extracted: list[str] = []
         self.resent_extracted: list[str] = []
         self._body_checked = 0
-        self.body_8bit = False
         first = self.recipients[0][0] if self.recipients else None
         client = request.client
         if local:
@@ -379,10 +378,22 @@ class ContentState:
                 return
             if nxt is Next.BODY:
                 self._body_checked = 0
-        if not self.body_8bit and any(b >= 0x80 for b in data):
-            self.body_8bit = True
         self._check_body(data, eol)
         self._continued = not complete
+
+    def can_bulk(self) -> bool:
+        """Whether body text may pass in bulk: no line needs looking at but boundaries."""
+        return (self.phase is Phase.BODY and not self._continued
+                and not (self.filtering and self.checks.body
+                         and self._body_checked < self.s.body_checks_size_limit))
+
+    def watches_boundaries(self) -> bool:
+        """Whether lines starting with ``--`` must still be seen one by one."""
+        return self.mime.depth > 0
+
+    def body_bulk(self, data: bytes) -> None:
+        """Complete body lines (CRLF or LF) stored without inspection (see can_bulk)."""
+        self._emit(data.replace(b"\r\n", b"\n"))
 
     def _check_body(self, data: bytes, eol: bytes) -> None:
         table = self.checks.body

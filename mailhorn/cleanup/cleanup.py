@@ -141,6 +141,8 @@ class CleanupSession:
         buf = self._partial
         try:
             while True:
+                if state.can_bulk():
+                    start = self._bulk(state, buf, start)
                 nl = buf.find(b"\n", start, start + limit + 2)
                 if nl < 0:
                     if len(buf) - start <= limit + 1:
@@ -161,6 +163,25 @@ class CleanupSession:
         except QueueWriteError as exc:
             self._error = exc
             self._closed = True
+
+    @staticmethod
+    def _bulk(state: ContentState, buf: bytearray, start: int) -> int:
+        """Pass complete body lines through in one piece; returns the new start.
+
+        Stops before a line that starts with ``--`` while MIME boundaries are
+        open (it may be a boundary) and before the last, incomplete line.
+        """
+        if state.watches_boundaries():
+            if buf.startswith(b"--", start):
+                return start
+            at = buf.find(b"\n--", start)
+            end = at + 1 if at >= 0 else buf.rfind(b"\n", start) + 1
+        else:
+            end = buf.rfind(b"\n", start) + 1
+        if end > start:
+            state.body_bulk(bytes(buf[start:end]))
+            return end
+        return start
 
     async def finish(self) -> CleanupResult:
         """End of content: run the end-of-message steps, commit, answer."""
