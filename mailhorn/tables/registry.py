@@ -35,6 +35,7 @@ TABLE_TYPES: dict[str, str] = {
     "sqlite": "mailhorn.tables.sqlite:open_sqlite",
     "mysql": "mailhorn.tables.mysql:open_mysql",
     "pgsql": "mailhorn.tables.pgsql:open_pgsql",
+    "passwd-file": "mailhorn.tables.passwdfile:open_passwd_file",
 }
 
 _cache: dict[tuple[str, bool], Table] = {}

@@ -32,6 +32,35 @@ def _warnings(stderr: str) -> set[str]:
     }
 
 
+#: Names mailhorn reads that stock Postfix does not (VDA quota patch, Dovecot,
+#: invented): mailhorn prints them under -n where Postfix calls them unused.
+NOT_POSTFIX = frozenset(n for n, p in PARAMS.items() if p.origin != "postfix")
+
+
+def _postfix_view(stdout: str) -> str:
+    """mailhorn's output less the logical lines of NOT_POSTFIX parameters."""
+    kept: list[str] = []
+    skipping = False
+    for line in stdout.splitlines(keepends=True):
+        if line[:1] in (" ", "\t"):
+            if not skipping:
+                kept.append(line)
+            continue
+        skipping = line.split(" =", 1)[0] in NOT_POSTFIX
+        if not skipping:
+            kept.append(line)
+    return "".join(kept)
+
+
+def _not_unused(warnings: set[str]) -> set[str]:
+    """Postfix's warnings less "unused parameter" for NOT_POSTFIX names."""
+    prefix = ": warning: "
+    return {
+        w for w in warnings
+        if not any(f"unused parameter: {n}=" in w for n in NOT_POSTFIX) or not w.startswith(prefix)
+    }
+
+
 def _copy(tmp_path: Path, name: str) -> str:
     target = tmp_path / name
     shutil.copytree(CORPUS / name, target)
@@ -44,9 +73,9 @@ def test_views_match_postfix(tmp_path: Path, name: str, view: list[str]) -> None
     conf = _copy(tmp_path, name)
     ours = run_mailhorn("postconf", "-c", conf, *view)
     theirs = run_postfix("postconf", "-c", conf, *view)
-    assert ours.stdout == theirs.stdout
+    assert _postfix_view(ours.stdout) == theirs.stdout
     assert ours.returncode == theirs.returncode
-    assert _warnings(ours.stderr) == _warnings(theirs.stderr)
+    assert _warnings(ours.stderr) == _not_unused(_warnings(theirs.stderr))
 
 
 @pytest.mark.parametrize("name", DIRS)

@@ -8,6 +8,7 @@ Postfix 3.7's defaults; :mod:`mailhorn.config.params` gathers them into
 from __future__ import annotations
 
 from mailhorn.config.paramdefs import (
+    access,
     bounce,
     cleanup,
     core,
@@ -26,6 +27,7 @@ from mailhorn.config.paramdefs import (
     tables,
     tls,
     tls_client,
+    vda,
     verify,
     virtual,
 )
@@ -51,4 +53,6 @@ ALL = (
     *tls_client.PARAMS,
     *smtp.PARAMS,
     *invented.PARAMS,
+    *access.PARAMS,
+    *vda.PARAMS,
 )
