@@ -145,12 +145,12 @@ def validate_name(name: str) -> str:
         raise InvalidFolderName("Invalid mailbox name: Empty name")
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
         raise InvalidFolderName(f"Invalid mailbox name {name!r}: Control characters not allowed")
+    if name.startswith(SEPARATOR):
+        raise InvalidFolderName(f"Invalid mailbox name {name!r}: Begins with hierarchy separator")
     if "/" in name:
         raise InvalidFolderName(f"Invalid mailbox name {name!r}: Name must not have '/' characters")
     if name.startswith("~"):
         raise InvalidFolderName(f"Invalid mailbox name {name!r}: Begins with '~'")
-    if name.startswith(SEPARATOR):
-        raise InvalidFolderName(f"Invalid mailbox name {name!r}: Begins with hierarchy separator")
     if SEPARATOR * 2 in name or name.endswith(SEPARATOR):
         raise InvalidFolderName(f"Invalid mailbox name {name!r}: Has adjacent hierarchy separators")
     if len(SEPARATOR + mutf7_encode(name)) > NAME_MAX:
