@@ -145,12 +145,13 @@ class ContentState:
         self.extracted: list[str] = []
         self.resent_extracted: list[str] = []
         self._body_checked = 0
-        first = self.recipients[0][0] if self.recipients else None
+        # cleanup_act_log shows the last envelope recipient seen (state->recip).
+        last = self.recipients[-1][0] if self.recipients else None
         client = request.client
         if local:
-            self.log_ctx = LogContext("local", self.sender, first, None, None)
+            self.log_ctx = LogContext("local", self.sender, last, None, None)
         else:
-            self.log_ctx = LogContext(f"{client.name}[{client.addr}]", self.sender, first,
+            self.log_ctx = LogContext(f"{client.name}[{client.addr}]", self.sender, last,
                                       client.protocol or None, client.helo or None)
 
     # -- entry points ---------------------------------------------------------
@@ -259,7 +260,9 @@ class ContentState:
         if primary:
             if lower == "received":
                 self.hop_count += 1
-                if self.hop_count > self.s.hopcount_limit and self.reply is None:
+                # Postfix counts Received: only (not Delivered-To:) and refuses
+                # at the limit itself (cleanup_header_callback: >= hopcount_limit).
+                if self.hop_count >= self.s.hopcount_limit and self.reply is None:
                     log.warning(f"{self.queue_id}: message rejected: hopcount exceeded")
                     self.reply = TOO_MANY_HOPS
             if lower.startswith("resent-"):

@@ -270,6 +270,7 @@ def submit(opts: Options, config: Config, stdin: BinaryIO) -> int:
 
 #: Queues listed by mailq, with the mark after the queue ID (Postfix's showq).
 _SHOWQ = (("maildrop", " "), ("incoming", " "), ("active", "*"), ("deferred", " "), ("hold", "!"))
+# Row layout as Postfix 3.7's postqueue -p prints it: "%-11s%c%7ld %20.20s %s".
 
 
 def list_queue(config: Config) -> int:
@@ -290,7 +291,7 @@ def list_queue(config: Config) -> int:
             total += qf.content_size
             when = time.strftime("%a %b %e %H:%M:%S", time.localtime(qf.arrival_time[0]))
             sender = qf.sender or "MAILER-DAEMON"
-            out.write(f"{queue_id + mark:<11s} {qf.content_size:8d} {when:20.20s} {sender}\n")
+            out.write(f"{queue_id:<11s}{mark}{qf.content_size:7d} {when:<20.20s} {sender}\n")
             for rcpt in qf.pending:
                 out.write(f"{'':41s}{rcpt.address}\n")
             out.write("\n")
@@ -298,7 +299,7 @@ def list_queue(config: Config) -> int:
         out.write("Mail queue is empty\n")
     else:
         plural = "" if count == 1 else "s"
-        out.write(f"-- {(total + 1023) // 1024} Kbytes in {count} Request{plural}.\n")
+        out.write(f"-- {total // 1024} Kbytes in {count} Request{plural}.\n")
     return 0
 
 

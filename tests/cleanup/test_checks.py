@@ -156,11 +156,29 @@ def test_seed_002_received_hold_holds_every_message(tmp_path: Path) -> None:
 
 
 def test_hopcount(rig: Rig) -> None:
-    result = rig.submit(b"Received: a\r\nReceived: b\r\nReceived: c\r\nSubject: b\r\n\r\nx\r\n")
+    # As Postfix 3.7 with hopcount_limit = 3: our own Received: counts, the
+    # limit itself is refused, Delivered-To: does not count.
+    result = rig.submit(b"Received: a\r\nReceived: b\r\nSubject: b\r\n\r\nx\r\n")
     assert result.reply is not None and str(result.reply) == "554 5.4.0 Error: too many hops"
     assert rig.log_lines() == [f"warning: {result.queue_id}: message rejected: hopcount exceeded"]
-    result = rig.submit(b"Received: a\r\nDelivered-To: b\r\nSubject: b\r\n\r\nx\r\n")
+    result = rig.submit(b"Received: a\r\nDelivered-To: b\r\nDelivered-To: c\r\nSubject: b\r\n\r\nx\r\n")
     assert result.outcome is Outcome.QUEUED
+
+
+def test_log_names_the_last_recipient(rig: Rig) -> None:
+    result = rig.submit(message("warnme"), recipients=("first@example.net", "second@example.net"))
+    assert rig.log_lines()[0] == (f"{result.queue_id}: warning: header Subject: warnme from localhost[127.0.0.1]; "
+                                  "from=<a@example.com> to=<second@example.net> proto=ESMTP "
+                                  "helo=<client.example>: watch this")
+
+
+def test_remote_client_gets_no_added_headers(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, local_header_rewrite_clients="")
+    result = rig.submit(b"Subject: b\r\n\r\nline1\r\n")
+    assert result.queue_id
+    assert rig.log_lines() == [f"{result.queue_id}: message-id=<>"]
+    _qf, content = rig.read(result.queue_id)
+    assert [h.split(":")[0] for h in headers_of(content)] == ["Received", "Subject"]
 
 
 def test_no_header_body_checks(rig: Rig) -> None:

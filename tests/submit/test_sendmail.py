@@ -118,9 +118,12 @@ def test_mailq(rig: Rig) -> None:
     queue_id, _ = pickup_one(rig)
     out = sendmail(rig, stdin=b"", cmd=MAILQ).stdout.decode().splitlines()
     assert out[0] == "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------"
-    assert out[1].startswith(f"{queue_id:<11s} ") and out[1].endswith(" joe@example.com")
+    qf = rig.store.read("incoming", queue_id)
+    when = time.strftime("%a %b %e %H:%M:%S", time.localtime(qf.arrival_time[0]))
+    # The layout of Postfix 3.7's postqueue -p for the same queue.
+    assert out[1] == f"{queue_id:<11s} {qf.content_size:7d} {when}  joe@example.com"
     assert out[2] == " " * 41 + "x@example.net"
-    assert out[4] == "-- 1 Kbytes in 1 Request."
+    assert out[4] == "-- 0 Kbytes in 1 Request."
 
 
 def test_run_pickup_is_woken_by_sendmail(rig: Rig) -> None:
