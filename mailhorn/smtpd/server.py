@@ -33,6 +33,7 @@ from typing import cast
 from mailhorn import log
 from mailhorn.config.load import Config
 from mailhorn.config.mastercf import Service
+from mailhorn.dns.resolver import Resolver
 from mailhorn.runtime import Runtime
 from mailhorn.smtpd.context import Checks, ServiceContext
 from mailhorn.smtpd.peer import PeerResolver
@@ -45,17 +46,10 @@ __all__ = ["SHUTDOWN_GRACE", "serve"]
 SHUTDOWN_GRACE = 10.0
 
 
-def _default_checks(config: Config) -> tuple[Checks, PeerResolver | None]:
-    """The restriction engine and the DNS resolver it uses."""
+def _default_checks(config: Config, resolver: Resolver) -> Checks:
+    """The restriction engine (mailhorn.smtpd.checks.SmtpdChecks)."""
     checks_module = importlib.import_module("mailhorn.smtpd.checks")
-    resolver: PeerResolver | None = None
-    try:
-        dns_module = importlib.import_module("mailhorn.dns")
-        resolver = cast(PeerResolver, dns_module.Resolver.from_config(config))
-    except (ImportError, AttributeError):
-        resolver = None
-    checks = cast(Checks, checks_module.SmtpdChecks(config, resolver))
-    return checks, resolver
+    return cast(Checks, checks_module.SmtpdChecks(config, resolver))
 
 
 def _address(sockaddr: object) -> tuple[str, str]:
@@ -70,9 +64,11 @@ def _address(sockaddr: object) -> tuple[str, str]:
 async def serve(listener: socket.socket, config: Config, runtime: Runtime, service: Service, *,
                 checks: Checks | None = None, resolver: PeerResolver | None = None) -> None:
     """Accept SMTP clients on ``listener`` until cancelled."""
+    dns = Resolver.from_config(config)
     if checks is None:
-        checks, found = _default_checks(config)
-        resolver = resolver or found
+        checks = _default_checks(config, dns)
+    if resolver is None:
+        resolver = dns
     ctx = ServiceContext.build(config, runtime, service.name, checks, resolver)
     loop = asyncio.get_running_loop()
     listener.setblocking(False)

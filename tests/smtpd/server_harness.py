@@ -19,17 +19,17 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from mailhorn import log
 from mailhorn.anvil import Anvil
+from mailhorn.cleanup.cleanup import Cleanup
 from mailhorn.cleanup.request import CleanupRequest, CleanupResult, Outcome
-from mailhorn.config.load import Config, load
+from mailhorn.config.load import load
 from mailhorn.config.mastercf import MasterWarning, parse_entry
 from mailhorn.queue.queuefile import DsnNotify, DsnRet, QueueFile
 from mailhorn.queue.store import QueueStore, QueueWriter
-from mailhorn.runtime import CleanupSession, Runtime
+from mailhorn.runtime import CleanupService, CleanupSession, Runtime
 from mailhorn.smtpd.context import Checks
 from mailhorn.smtpd.server import serve
 from mailhorn.smtpd.state import CheckResult, SmtpdState, Stage
@@ -122,7 +122,6 @@ class SmtpdServer:
 
     def __init__(self, tmp_path: Path, main_cf: dict[str, str] | None = None, *,
                  checks: Checks | None = None, real_cleanup: bool = True,
-                 cleanup_factory: Callable[[Config, QueueStore], object] | None = None,
                  service: str = "smtp inet n - n - - smtpd") -> None:
         self.dir = tmp_path
         conf = tmp_path / "etc"
@@ -135,6 +134,8 @@ class SmtpdServer:
             "maillog_file": str(self.maillog),
             "smtpd_error_sleep_time": "0",
             "smtpd_client_event_limit_exceptions": "",
+            # No DNS unless a test brings its stub (dns_servers): clients are "unknown".
+            "smtpd_peername_lookup": "no",
         }
         values.update(main_cf or {})
         (conf / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in values.items()))
@@ -144,7 +145,7 @@ class SmtpdServer:
         log.setup("smtpd", maillog_file=str(self.maillog), syslog_path=None)
         self.wakeups = 0
         self._clients: list[Client] = []
-        cleanup = QueueCleanup(self.store)
+        cleanup: CleanupService = Cleanup(self.config, self.store) if real_cleanup else QueueCleanup(self.store)
         self.runtime = Runtime(self.store, cleanup, Anvil.create(60), self._wakeup)
         warnings: list[MasterWarning] = []
         self.service = parse_entry(service, "master.cf", 1, warnings)
