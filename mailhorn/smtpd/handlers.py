@@ -170,6 +170,9 @@ async def do_mail(session: Session, cmd: Mail) -> Reply:
     if params.smtputf8 and not s.smtputf8:
         return SMTPUTF8_UNSUPPORTED
     sender = unquote_local(cmd.path.address)
+    session.instance_count += 1
+    # The policy protocol's "instance": one value per mail transaction.
+    st.instance = f"{id(session) & 0xFFFFF:x}.{session.instance_count}"
     st.sender = sender
     st.recipient = None
     st.size = params.size or 0

@@ -112,6 +112,7 @@ class Session:
         self.ill_pipelining = False
         self.anvil_counted = False
         self.message_count = 0
+        self.instance_count = 0
         self._deadline = 0.0
         self._last_feed = b""
 

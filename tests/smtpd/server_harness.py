@@ -121,7 +121,7 @@ class SmtpdServer:
     """One smtpd service running in a background thread."""
 
     def __init__(self, tmp_path: Path, main_cf: dict[str, str] | None = None, *,
-                 checks: Checks | None = None, real_cleanup: bool = True,
+                 checks: Checks | None = None, real_checks: bool = False, real_cleanup: bool = True,
                  service: str = "smtp inet n - n - - smtpd") -> None:
         self.dir = tmp_path
         conf = tmp_path / "etc"
@@ -149,7 +149,8 @@ class SmtpdServer:
         self.runtime = Runtime(self.store, cleanup, Anvil.create(60), self._wakeup)
         warnings: list[MasterWarning] = []
         self.service = parse_entry(service, "master.cf", 1, warnings)
-        self.checks = checks if checks is not None else PermitAll()
+        # real_checks: the service's own restriction engine (mailhorn.smtpd.checks).
+        self.checks: Checks | None = None if real_checks else (checks if checks is not None else PermitAll())
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", 0))
