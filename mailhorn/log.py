@@ -15,10 +15,16 @@ Where records go (parameters ``syslog_name``, ``syslog_facility``,
   as ``PROGRAM: TEXT``, as Postfix's commands print their messages.
 
 :func:`fatal` logs and exits with status 1, as Postfix's msg_fatal does.
+
+Several services share one process, so the program name of a record can be
+chosen per call (``program="cleanup"``) or per asyncio task
+(:func:`set_program`, kept in a context variable that tasks inherit); the
+name given to :func:`setup` is the fallback.
 """
 
 from __future__ import annotations
 
+import contextvars
 import os
 import socket
 import sys
@@ -49,6 +55,17 @@ class _State:
 
 
 _state = _State()
+_program: contextvars.ContextVar[str | None] = contextvars.ContextVar("mailhorn_log_program", default=None)
+
+
+def set_program(program: str) -> None:
+    """Name the program for records logged from the current task (and tasks it starts)."""
+    _program.set(program)
+
+
+def program() -> str:
+    """The program name records get in the current context."""
+    return _program.get() or _state.program
 
 
 def setup(
@@ -72,26 +89,27 @@ def setup(
         _state.sock = None
 
 
-def tag() -> str:
+def tag(name: str | None = None) -> str:
     """``SYSLOG_NAME/PROGRAM[PID]``, the prefix of every record."""
-    return f"{_state.syslog_name}/{_state.program}[{os.getpid()}]"
+    return f"{_state.syslog_name}/{name or program()}[{os.getpid()}]"
 
 
-def _emit(severity: str, text: str) -> None:
+def _emit(severity: str, text: str, name: str | None) -> None:
     body = text if severity == "info" else f"{severity}: {text}"
+    name = name or program()
     with _state.lock:
         if _state.stderr is not None:
-            print(f"{_state.program}: {body}", file=_state.stderr, flush=True)
+            print(f"{name}: {body}", file=_state.stderr, flush=True)
         if _state.maillog_file:
-            _write_file(body)
+            _write_file(body, name)
         else:
-            _write_syslog(severity, body)
+            _write_syslog(severity, body, name)
 
 
-def _write_file(body: str) -> None:
+def _write_file(body: str, name: str) -> None:
     assert _state.maillog_file is not None
     stamp = time.strftime("%b %e %H:%M:%S")
-    line = f"{stamp} {socket.gethostname()} {tag()}: {body}\n"
+    line = f"{stamp} {socket.gethostname()} {tag(name)}: {body}\n"
     try:
         with open(_state.maillog_file, "a", encoding="utf-8", errors="backslashreplace") as f:
             f.write(line)
@@ -100,12 +118,12 @@ def _write_file(body: str) -> None:
             print(f"{_state.program}: warning: open {_state.maillog_file}: {exc.strerror}", file=sys.stderr)
 
 
-def _write_syslog(severity: str, body: str) -> None:
+def _write_syslog(severity: str, body: str, name: str) -> None:
     path = _state.syslog_path
     if not path or not os.path.exists(path):
         return
     priority = _state.facility * 8 + _SEVERITY[severity]
-    message = f"<{priority}>{time.strftime('%b %e %H:%M:%S')} {tag()}: {body}"
+    message = f"<{priority}>{time.strftime('%b %e %H:%M:%S')} {tag(name)}: {body}"
     try:
         if _state.sock is None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -118,22 +136,22 @@ def _write_syslog(severity: str, body: str) -> None:
         _state.sock = None
 
 
-def info(text: str) -> None:
+def info(text: str, *, program: str | None = None) -> None:
     """An ordinary record."""
-    _emit("info", text)
+    _emit("info", text, program)
 
 
-def warning(text: str) -> None:
+def warning(text: str, *, program: str | None = None) -> None:
     """Something is wrong but work goes on."""
-    _emit("warning", text)
+    _emit("warning", text, program)
 
 
-def error(text: str) -> None:
+def error(text: str, *, program: str | None = None) -> None:
     """Something failed; the program goes on."""
-    _emit("error", text)
+    _emit("error", text, program)
 
 
-def fatal(text: str, status: int = 1) -> NoReturn:
+def fatal(text: str, status: int = 1, *, program: str | None = None) -> NoReturn:
     """Log ``fatal: text`` and exit with ``status`` (1, as Postfix)."""
-    _emit("fatal", text)
+    _emit("fatal", text, program)
     raise SystemExit(status)

@@ -76,3 +76,28 @@ def test_unwritable_maillog_file_does_not_crash(tmp_path: Path, capsys: pytest.C
     log.setup("smtpd", maillog_file=str(tmp_path / "missing-dir" / "maillog"), syslog_path=None)
     log.info("still running")
     assert "warning: open" in capsys.readouterr().err
+
+
+def test_program_per_call_and_per_task(tmp_path: Path) -> None:
+    import asyncio
+
+    path = tmp_path / "maillog"
+    log.setup("master", maillog_file=str(path), syslog_path=None)
+
+    async def service(name: str) -> None:
+        log.set_program(name)
+        await asyncio.sleep(0)
+        log.info(f"from {name}")
+        log.info("handed over", program="cleanup")
+
+    async def main() -> None:
+        await asyncio.gather(service("smtpd"), service("pickup"))
+
+    asyncio.run(main())
+    log.info("supervisor")
+    text = path.read_text()
+    pid = os.getpid()
+    assert f"mailhorn/smtpd[{pid}]: from smtpd" in text
+    assert f"mailhorn/pickup[{pid}]: from pickup" in text
+    assert text.count(f"mailhorn/cleanup[{pid}]: handed over") == 2
+    assert f"mailhorn/master[{pid}]: supervisor" in text

@@ -263,14 +263,14 @@ class ContentState:
                 # Postfix counts Received: only (not Delivered-To:) and refuses
                 # at the limit itself (cleanup_header_callback: >= hopcount_limit).
                 if self.hop_count >= self.s.hopcount_limit and self.reply is None:
-                    log.warning(f"{self.queue_id}: message rejected: hopcount exceeded")
+                    log.warning(f"{self.queue_id}: message rejected: hopcount exceeded", program="cleanup")
                     self.reply = TOO_MANY_HOPS
             if lower.startswith("resent-"):
                 self.resent = True
             value = text[len(name):].lstrip(" \t")[1:]
             if lower in ("message-id", "resent-message-id") and output == [text]:
                 prefix = "resent-" if lower.startswith("resent-") else ""
-                log.info(f"{self.queue_id}: {prefix}message-id={value.strip()}")
+                log.info(f"{self.queue_id}: {prefix}message-id={value.strip()}", program="cleanup")
             if self.req.extract_recipients and lower in _RCPT_HEADERS + tuple("resent-" + h for h in _RCPT_HEADERS):
                 self._extract(lower, value)
             if lower in self.s.drop_headers:
@@ -327,7 +327,7 @@ class ContentState:
     def _add_missing_headers(self) -> None:
         if not self.add_headers:
             if "message-id" not in self.headers_seen:
-                log.info(f"{self.queue_id}: message-id=<>")
+                log.info(f"{self.queue_id}: message-id=<>", program="cleanup")
             return
         resent = "Resent-" if self.resent else ""
         key = resent.lower()
@@ -335,7 +335,7 @@ class ContentState:
         if key + "message-id" not in self.headers_seen:
             mid = message_id(self.queue_id, self.s.myhostname, time.time(), long_ids=self.s.long_ids)
             added.append(f"{resent}Message-Id: {mid}")
-            log.info(f"{self.queue_id}: {key}message-id={mid}")
+            log.info(f"{self.queue_id}: {key}message-id={mid}", program="cleanup")
         if key + "date" not in self.headers_seen:
             added.append(f"{resent}Date: {mail_date(self.arrival)}")
         if key + "from" not in self.headers_seen:
@@ -344,7 +344,7 @@ class ContentState:
                                               header_from_format=self.s.header_from_format))
         if not (self.headers_seen & _VISIBLE_RCPT) and self.s.undisclosed:
             if header_name(self.s.undisclosed) is None:
-                log.warning(f"bad undisclosed_recipients_header header: {self.s.undisclosed}")
+                log.warning(f"bad undisclosed_recipients_header header: {self.s.undisclosed}", program="cleanup")
             else:
                 added.append(self.s.undisclosed)
         self._emit_header(added)
@@ -419,7 +419,7 @@ class ContentState:
             return None
         parsed = parse_action(value, table.name)
         if isinstance(parsed, BadAction):
-            log.warning(f"{self.queue_id}: {parsed.warning}")
+            log.warning(f"{self.queue_id}: {parsed.warning}", program="cleanup")
             return None
         return parsed
 
@@ -427,7 +427,7 @@ class ContentState:
         return [_decode(b) for b in self._apply(action, "header", text)]
 
     def _log_act(self, what: str, klass: str, content: str, text: str) -> None:
-        log.info(self.log_ctx.format(self.queue_id, what, klass, content, text))
+        log.info(self.log_ctx.format(self.queue_id, what, klass, content, text), program="cleanup")
 
     def _apply(self, action: Action, klass: str, text: str) -> list[bytes]:
         """Apply one action to a header or body line; returns what replaces it."""
@@ -466,7 +466,7 @@ class ContentState:
             self._log_act("filter", klass, text, arg)
             if self._envelope_done:
                 log.warning(f"{self.queue_id}: FILTER action after the message headers "
-                            f"cannot be recorded: {arg}")
+                            f"cannot be recorded: {arg}", program="cleanup")
             else:
                 self.content_filter = arg
         elif act is Act.BCC:

@@ -229,7 +229,7 @@ class CleanupSession:
             try:
                 await self._svc.store.amove(queue_id, "incoming", "hold")
             except OSError as exc:
-                log.warning(f"{queue_id}: move to hold queue: {exc.strerror}")
+                log.warning(f"{queue_id}: move to hold queue: {exc.strerror}", program="cleanup")
         return CleanupResult(Outcome.QUEUED, queue_id, held=held)
 
     async def abort(self) -> None:
@@ -240,7 +240,7 @@ class CleanupSession:
 
     # -- helpers ------------------------------------------------------------
     def _failed(self, reply: Reply, why: str) -> CleanupResult:
-        log.warning(why)
+        log.warning(why, program="cleanup")
         if self._writer is not None:
             self._writer.abort()
         return CleanupResult(Outcome.REJECTED, self.queue_id, reply)

@@ -91,7 +91,7 @@ class LocalClients:
                 self._tests.append(_address_map_test(open_table(items[i + 1], config)))
                 i += 1
             else:
-                log.warning(f"unknown local_header_rewrite_clients element: {item}")
+                log.warning(f"unknown local_header_rewrite_clients element: {item}", program="cleanup")
             i += 1
 
     def _inet_interface(self, client: ClientInfo) -> bool:

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "maildirmake": "mailhorn.cli.maildirmake",
     "pw": "mailhorn.cli.pw",
     "postcat": "mailhorn.cli.postcat",
+    "sendmail": "mailhorn.cli.sendmail",
     "domain": "mailhorn.cli.directory:run_domain",
     "user": "mailhorn.cli.directory:run_user",
     "alias": "mailhorn.cli.directory:run_alias",
@@ -84,6 +85,7 @@ newaliases_main = _entry("newaliases")
 maildirmake_main = _entry("maildirmake")
 postcat_main = _entry("postcat")
 pw_main = _entry("pw")
+sendmail_main = _entry("sendmail")
 
 if __name__ == "__main__":
     sys.exit(main())

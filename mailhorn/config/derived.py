@@ -70,13 +70,8 @@ def process_id(_lookup: Lookup) -> str:
 
 
 def process_name(_lookup: Lookup) -> str:
-    """The name the running program logs under (postconf(5) ``process_name``).
-
-    The log tag reads ``SYSLOG_NAME/PROGRAM[PID]``; a syslog name may itself
-    contain ``/`` (``postfix/submission``) but a program name never does.
-    """
-    before_pid = log.tag().rpartition("[")[0]
-    return before_pid.rpartition("/")[2]
+    """The name the running program logs under (postconf(5) ``process_name``)."""
+    return log.program()
 
 
 # -- interfaces ----------------------------------------------------------

@@ -132,6 +132,7 @@ def _bind_trigger(store: QueueStore) -> socket.socket | None:
 
 async def run_pickup(config: Config, runtime: Runtime, *, poll_interval: float = 5.0) -> None:
     """The pickup service: runs until cancelled (see module doc)."""
+    log.set_program("pickup")
     store = runtime.queue
     wake = asyncio.Event()
     sock = _bind_trigger(store)
