@@ -1,0 +1,100 @@
+"""What the queue manager gives a delivery agent, and what the agent gives back.
+
+The queue manager (qmgr) groups a message's pending recipients by
+(transport, nexthop) after address resolution and hands each group to the
+agent of that transport as a :class:`DeliveryRequest`. The agent tries the
+delivery and answers with one :class:`RecipientStatus` per recipient; it
+never touches queue state itself (design.md §2): qmgr marks recipients done,
+records defer reasons, schedules retries and asks bounce for DSNs.
+
+Content: ``open_content()`` returns a fresh iterator over the message as
+cleanup stored it (headers and body with LF line ends), so an agent that
+must retry within one request (next MX) can read it again; it streams in
+chunks and never loads the whole message.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+
+class Action(enum.Enum):
+    """What became of one recipient (Postfix's delivery status actions)."""
+
+    DELIVERED = "delivered"
+    """Done: the message reached its destination (``status=sent``)."""
+    DEFERRED = "deferred"
+    """Try again later (``status=deferred``; a 4.X.X status)."""
+    BOUNCED = "bounced"
+    """Permanent failure: return to sender (``status=bounced``; a 5.X.X status)."""
+    EXPANDED = "expanded"
+    """Done by handing the message on (aliases, .forward); counts as delivered."""
+    RELAYED = "relayed"
+    """Delivered to a system that does not give delivery notices (RFC 3464 §2.3.3)."""
+
+
+@dataclass(frozen=True)
+class DeliveryRecipient:
+    """One recipient of a request, as the queue file holds it."""
+
+    address: str
+    """The address to deliver to (after virtual alias expansion and resolution)."""
+    offset: int
+    """The recipient record's offset in the queue file (for marking it done)."""
+    orig_rcpt: str | None = None
+    """The address as the client gave it (``X-Original-To:``)."""
+    dsn_orcpt: str | None = None
+    dsn_notify: frozenset[str] = frozenset()
+    """NOTIFY= values (``SUCCESS``, ``FAILURE``, ``DELAY``, ``NEVER``)."""
+
+
+@dataclass(frozen=True)
+class DeliveryRequest:
+    """One delivery attempt of one message to recipients sharing transport and nexthop."""
+
+    queue_id: str
+    queue_name: str
+    transport: str
+    """The master.cf service name (``local``, ``virtual``, ``smtp``, ``amavis``, ...)."""
+    nexthop: str
+    """Transport-specific destination (``example.com``, ``[10.0.0.1]:2525``, ``unix:/path``)."""
+    sender: str
+    recipients: tuple[DeliveryRecipient, ...]
+    open_content: Callable[[], Iterator[bytes]]
+    content_size: int
+    arrival_time: float
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    """Client facts from the queue file (``client_name``, ``client_address``, ``helo_name``, ...)."""
+    dsn_envid: str | None = None
+    dsn_ret: str | None = None
+    """``FULL`` or ``HDRS``."""
+    content_filter: str | None = None
+    """Set when this is the content_filter hop of the message."""
+
+
+@dataclass(frozen=True)
+class RecipientStatus:
+    """The outcome for one recipient, with what Postfix logs for it.
+
+    ``dsn`` is the RFC 3463 status (``2.0.0``, ``4.4.1``, ``5.1.1``);
+    ``text`` is the explanation logged in ``status=... (TEXT)`` and put in the
+    DSN's Diagnostic-Code; ``relay`` is the ``relay=`` log field
+    (``local``, ``virtual``, ``mx.example.com[192.0.2.1]:25``, ``none``).
+    ``remote_reply`` keeps a remote server's reply for the DSN (``smtp; 550 ...``).
+    """
+
+    recipient: DeliveryRecipient
+    action: Action
+    dsn: str
+    text: str
+    relay: str = "none"
+    remote_reply: str | None = None
+    delays: tuple[float, float, float, float] | None = None
+    """``delays=a/b/c/d`` parts the agent measured (c: connection setup, d: transmission)."""
+
+    @property
+    def done(self) -> bool:
+        """The recipient needs no further delivery attempt."""
+        return self.action is not Action.DEFERRED
