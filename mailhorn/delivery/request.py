@@ -16,8 +16,9 @@ chunks and never loads the whole message.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 
 class Action(enum.Enum):
@@ -98,3 +99,16 @@ class RecipientStatus:
     def done(self) -> bool:
         """The recipient needs no further delivery attempt."""
         return self.action is not Action.DEFERRED
+
+
+class DeliveryAgent(Protocol):
+    """A delivery agent (local, virtual, smtp, lmtp, pipe, error, discard).
+
+    Each agent module offers ``make_agent(config, service) -> DeliveryAgent``,
+    where ``config`` already carries the master.cf service's ``-o`` overrides
+    and ``service`` is its name (``smtp``, ``relay``, ``amavis``, ...).
+    """
+
+    async def deliver(self, request: DeliveryRequest) -> Sequence[RecipientStatus]:
+        """Try the delivery; one status per recipient of the request, in order."""
+        ...
