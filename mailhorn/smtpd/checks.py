@@ -16,6 +16,9 @@ with a :class:`~mailhorn.smtpd.state.CheckResult`.  What runs when
 * DATA, END-OF-MESSAGE, ETRN: ``smtpd_data_restrictions``,
   ``smtpd_end_of_data_restrictions``, ``smtpd_etrn_restrictions``.
 
+Addresses in the state are in internal form (unquoted, no source route),
+as smtpd keeps them and as replies echo them (``<x y@example.com>``).
+
 Each list is read left to right; OK/permit ends that list only, a reject
 or defer ends the evaluation.  ``warn_if_reject`` turns the next
 restriction's refusal into a ``reject_warning`` action (logged by smtpd).

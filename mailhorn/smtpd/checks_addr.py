@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING
 
 from mailhorn import log
 from mailhorn.address.idna import is_fqdn_address, is_fqdn_hostname, valid_hostaddr, valid_hostname
-from mailhorn.address.quote import unquote_local
 from mailhorn.config.errors import ConfigError
 from mailhorn.config.maincf import split_list
 from mailhorn.smtp.reply import Reply
@@ -62,7 +61,7 @@ def _non_fqdn(kind: str) -> Handler:
         address = run.state.sender if kind == "sender" else run.state.recipient
         if not address:
             return None
-        if is_fqdn_address(unquote_local(address), smtputf8=True):
+        if is_fqdn_address(address, smtputf8=True):
             return None
         return rejection(eng.config.int("non_fqdn_reject_code"), "5.5.2", address, klass,
                          "need fully-qualified address")
@@ -189,7 +188,7 @@ async def _reject_unlisted_recipient(eng: SmtpdChecks, run: Run, ctx: ListCtx, a
 
 async def _owners(eng: SmtpdChecks, sender: str) -> list[str] | None:
     """The logins that own ``sender`` per smtpd_sender_login_maps; None when unowned."""
-    address = unquote_local(sender).lower()
+    address = sender.lower()
     local = eng.addresses.is_local_domain(address.rpartition("@")[2])
     for spec in split_list(eng.config.get("smtpd_sender_login_maps")):
         try:

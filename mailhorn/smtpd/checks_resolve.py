@@ -4,8 +4,8 @@ Postfix's smtpd asks trivial-rewrite to resolve an address before it
 decides ``permit_auth_destination`` / ``reject_unauth_destination`` and
 ``reject_unlisted_*``.  :func:`resolve` does that part of the work here:
 
-1. The address is taken in internal (unquoted) form, so ``"user@ext"@local``
-   has the local part ``user@ext``.  A source route (``@a,@b:user@dom``)
+1. The address is taken in internal (unquoted) form, as smtpd keeps it:
+   ``"user@ext"@local`` arrives as ``user@ext@local``.  A source route (``@a,@b:user@dom``)
    is dropped (RFC 5321 §4.1.1.3, appendix C).
 2. An address without ``@`` gets ``@$myorigin`` (rewrite in "local" context).
 3. While the domain is ours (``mydestination``, or an address literal
@@ -40,7 +40,6 @@ import socket
 from dataclasses import dataclass
 from functools import cached_property
 
-from mailhorn.address.quote import unquote_local
 from mailhorn.config.load import Config
 from mailhorn.tables.matchlist import DomainList, domain_list_from_config
 
@@ -163,9 +162,8 @@ class Resolver:
             return AddressClass.RELAY
         return AddressClass.DEFAULT
 
-    def resolve(self, external: str) -> Resolution:
-        """Resolve an address as the client wrote it (quotes allowed)."""
-        address = unquote_local(external)
+    def resolve(self, address: str) -> Resolution:
+        """Resolve an address in internal form (as smtpd keeps it: unquoted)."""
         if address.startswith("@"):
             colon = address.find(":")
             if colon > 0:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from mailhorn.address.quote import unquote_local
 from mailhorn.config.load import load
 from mailhorn.smtpd.checks import SmtpdChecks
 from mailhorn.smtpd.state import SmtpdState, Stage
@@ -188,9 +189,16 @@ class LivePostfix:
 
 # -- our side -----------------------------------------------------------------
 
+def internal(path: str) -> str:
+    """The internal form smtpd keeps: no source route, local part unquoted."""
+    if path.startswith("@") and ":" in path:
+        path = path[path.index(":") + 1:]
+    return unquote_local(path)
+
+
 async def ours(checks: SmtpdChecks, lines: list[str]) -> list[str | None]:
     """Replay a session through the engine: the refusal of each command, or None."""
-    st = SmtpdState(client_addr="127.0.0.1", client_name="localhost", reverse_client_name="localhost")
+    st = SmtpdState(client_addr="127.0.0.1")
     out: list[str | None] = []
     in_data = skip = False
     instance = 0
@@ -219,17 +227,22 @@ async def ours(checks: SmtpdChecks, lines: list[str]) -> list[str | None]:
             st.protocol = "ESMTP" if verb == "EHLO" else "SMTP"
             r = await checks.check(Stage.HELO, st)
             reply = r.reply
+            if reply is not None:
+                st.helo_name = None
         elif verb == "MAIL":
             instance += 1
             st.instance = str(instance)
-            st.sender = rest[len("FROM:<"):].split(">")[0]
+            st.sender = internal(rest[len("FROM:<"):].rsplit(">", 1)[0])
             st.recipient_count = 0
             r = await checks.check(Stage.MAIL, st)
             reply = r.reply
             if reply is not None:
                 st.sender = None
+        elif verb == "RCPT" and st.sender is None:
+            out.append("503 5.5.1 Error: need MAIL command")
+            continue
         elif verb == "RCPT":
-            st.recipient = rest[len("TO:<"):].split(">")[0]
+            st.recipient = internal(rest[len("TO:<"):].rsplit(">", 1)[0])
             r = await checks.check(Stage.RCPT, st)
             reply = r.reply
             if reply is None:
@@ -427,6 +440,25 @@ smtpd_sender_restrictions = reject_unlisted_sender
                            "b@box.test", "x@box.test", "c@box.test", "r@relay.test", "s@relay.test",
                            "any@elsewhere.test", "known@localhost", "postmaster@mx.example.test")]
         ] + [tx("9.9.9.9", "nobody@mx.example.test", "known@mx.example.test")],
+    ),
+    Scenario(
+        main_cf="""\
+smtpd_delay_reject = no
+smtpd_relay_restrictions = check_client_access static:OK, reject
+smtpd_helo_restrictions = check_helo_access inline:{bad.example=REJECT}
+smtpd_sender_restrictions = check_sender_access inline:{bad@example.com=REJECT},
+    check_sender_access mysql:CONF/down.cf
+smtpd_recipient_restrictions = check_recipient_access texthash:CONF/missing-file, permit
+local_recipient_maps =
+""",
+        files={"down.cf": "hosts = inet:127.0.0.1:1\nuser = u\npassword = p\ndbname = d\n"
+                          "query = SELECT 1 FROM t WHERE k='%s'\n"},
+        sessions=[
+            tx("9.9.9.9", "s@example.com", "u@example.com", helo="bad.example"),
+            tx("9.9.9.9", "bad@example.com", "u@example.com"),
+            tx("9.9.9.9", "", "u@example.com"),
+            tx("9.9.9.9", "s@example.com", "u@example.com"),
+        ],
     ),
 ]
 
