@@ -37,7 +37,6 @@ Parameters read: the codes and actions above, ``default_rbl_reply``,
 from __future__ import annotations
 
 import ipaddress
-import re
 from typing import TYPE_CHECKING
 
 from mailhorn import log
@@ -167,12 +166,19 @@ def rbl_query_name(addr: str, zone: str) -> str | None:
     return ".".join(reversed(nibbles)) + "." + zone
 
 
-_RANGE_RE = re.compile(r"\[(\d+)\.\.(\d+)\]")
-
-
 def filter_matches(pattern: str, address: str) -> bool:
     """A dnsxl reply filter: ``127.0.0.2``, ``127.0.0.[2..5]``, ``127.0.0.[2;4;6]``."""
-    pat_parts = pattern.split(".")
+    pat_parts: list[str] = []
+    depth, start = 0, 0
+    for i, ch in enumerate(pattern):
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        elif ch == "." and depth == 0:
+            pat_parts.append(pattern[start:i])
+            start = i + 1
+    pat_parts.append(pattern[start:])
     addr_parts = address.split(".")
     if len(pat_parts) != 4 or len(addr_parts) != 4:
         return False
