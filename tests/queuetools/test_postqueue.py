@@ -8,6 +8,7 @@ compares with a live Postfix where one can run.
 from __future__ import annotations
 
 import json
+import os
 import stat
 import time
 from collections.abc import Iterator
@@ -227,3 +228,29 @@ def test_flush_when_the_mail_system_is_down(tmp_path: Path) -> None:
     result = call(postqueue.run, ["-c", str(etc), "-s", "[1.2.3.4]"])
     assert (result.status, result.err) == (
         69, 'postqueue: fatal: Flush service is not configured for destination "[1.2.3.4]"\n')
+
+
+def test_flush_reaches_a_running_master() -> None:
+    import subprocess
+    import sys
+
+    from tests.master.util import ROOT, Instance, wait_for
+
+    mh = Instance(master_cf="pickup unix n - y 60 1 pickup\n")
+    env = {k: v for k, v in os.environ.items() if k != "MAIL_CONFIG"}
+    env["PYTHONPATH"] = str(ROOT)
+    master = subprocess.Popen(
+        [sys.executable, "-m", "mailhorn.cli.control", "-c", str(mh.etc), "start-fg"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=str(mh.base))
+    try:
+        assert wait_for(lambda: mh.master_pid() is not None)
+        for argv in (["-f"], ["-i", "ABCDE1234"]):
+            result = call(postqueue.run, ["-c", str(mh.etc), *argv])
+            assert (result.status, result.err) == (0, ""), argv
+        assert mh.ctl("stop").returncode == 0
+        master.wait(timeout=60)
+    finally:
+        if master.poll() is None:
+            master.kill()
+            master.wait()
+        mh.remove()
