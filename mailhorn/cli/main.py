@@ -27,6 +27,10 @@ COMMANDS: dict[str, str] = {
     "pw": "mailhorn.cli.pw",
     "postcat": "mailhorn.cli.postcat",
     "sendmail": "mailhorn.cli.sendmail",
+    "mailq": "mailhorn.cli.mailq",
+    "postqueue": "mailhorn.cli.postqueue",
+    "postsuper": "mailhorn.cli.postsuper",
+    "qshape": "mailhorn.cli.qshape",
     "domain": "mailhorn.cli.directory:run_domain",
     "user": "mailhorn.cli.directory:run_user",
     "alias": "mailhorn.cli.directory:run_alias",
@@ -86,6 +90,10 @@ maildirmake_main = _entry("maildirmake")
 postcat_main = _entry("postcat")
 pw_main = _entry("pw")
 sendmail_main = _entry("sendmail")
+mailq_main = _entry("mailq")
+postqueue_main = _entry("postqueue")
+postsuper_main = _entry("postsuper")
+qshape_main = _entry("qshape")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -46,7 +46,6 @@ from __future__ import annotations
 import os
 import pwd
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -54,8 +53,8 @@ from mailhorn import log
 from mailhorn.config.errors import ConfigError
 from mailhorn.config.load import DEFAULT_CONFIG_DIR, Config, load
 from mailhorn.queue.maildrop import MaildropWriter, wake_pickup
-from mailhorn.queue.queuefile import CorruptQueueFile, DsnNotify, DsnRet
-from mailhorn.queue.store import QueueStore, QueueWriteError
+from mailhorn.queue.queuefile import DsnNotify, DsnRet
+from mailhorn.queue.store import QueueWriteError
 
 EX_USAGE = 64
 EX_DATAERR = 65
@@ -268,41 +267,6 @@ def submit(opts: Options, config: Config, stdin: BinaryIO) -> int:
     return 0
 
 
-#: Queues listed by mailq, with the mark after the queue ID (Postfix's showq).
-_SHOWQ = (("maildrop", " "), ("incoming", " "), ("active", "*"), ("deferred", " "), ("hold", "!"))
-# Row layout as Postfix 3.7's postqueue -p prints it: "%-11s%c%7ld %20.20s %s".
-
-
-def list_queue(config: Config) -> int:
-    """``mailq``: every queued message in Postfix's showq format."""
-    store = QueueStore.from_config(config)
-    out = sys.stdout
-    count = 0
-    total = 0
-    for queue, mark in _SHOWQ:
-        for queue_id in sorted(store.scan(queue)):
-            try:
-                qf = store.read(queue, queue_id, verify_content=False)
-            except (OSError, CorruptQueueFile):
-                continue
-            if count == 0:
-                out.write("-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n")
-            count += 1
-            total += qf.content_size
-            when = time.strftime("%a %b %e %H:%M:%S", time.localtime(qf.arrival_time[0]))
-            sender = qf.sender or "MAILER-DAEMON"
-            out.write(f"{queue_id:<11s}{mark}{qf.content_size:7d} {when:<20.20s} {sender}\n")
-            for rcpt in qf.pending:
-                out.write(f"{'':41s}{rcpt.address}\n")
-            out.write("\n")
-    if count == 0:
-        out.write("Mail queue is empty\n")
-    else:
-        plural = "" if count == 1 else "s"
-        out.write(f"-- {total // 1024} Kbytes in {count} Request{plural}.\n")
-    return 0
-
-
 def run(argv: list[str], program: str = "sendmail") -> int:
     """Entry point: ``sendmail ARGS`` (``mailq`` and ``newaliases`` by ``program``)."""
     log.setup(program, stderr=True)
@@ -329,7 +293,9 @@ def run(argv: list[str], program: str = "sendmail") -> int:
                   "start the mail system with 'mailhorn start' to deliver queued mail")
         return EX_UNAVAILABLE
     if opts.mode == "p":
-        return list_queue(config)
+        from mailhorn.cli.postqueue import show_queue
+
+        return show_queue(config, as_json=False, out=sys.stdout)
     if opts.mode == "s":
         log.error("-bs: a stand-alone SMTP session is not available; "
                   "connect to the running SMTP server instead")
@@ -338,8 +304,3 @@ def run(argv: list[str], program: str = "sendmail") -> int:
         log.error(f"unsupported: -b{opts.mode}")
         return EX_USAGE
     return submit(opts, config, sys.stdin.buffer)
-
-
-def mailq_main() -> int:
-    """``mailq``: the same as ``sendmail -bp``."""
-    return run(sys.argv[1:], "mailq")
