@@ -33,7 +33,8 @@ A misconfigured restriction (unknown name, missing argument) gives ``451
 
 Restrictions live in the modules ``checks_access`` (access(5) tables),
 ``checks_addr`` (address syntax, unlisted addresses, login maps),
-``checks_dns`` (DNS and DNSBL), and :mod:`mailhorn.smtpd.policy`
+``checks_dns`` (DNS and DNSBL), ``checks_misc`` (TLS, SASL, bounces, backup
+MX), and :mod:`mailhorn.smtpd.policy`
 (``check_policy_service``); the generic ones are here.
 
 Parameters read: the ``smtpd_*_restrictions`` lists above,
@@ -55,7 +56,7 @@ from mailhorn.config.load import Config
 from mailhorn.config.maincf import split_list
 from mailhorn.dns.resolver import Resolver
 from mailhorn.smtp.reply import Reply
-from mailhorn.smtpd import checks_access, checks_addr, checks_dns
+from mailhorn.smtpd import checks_access, checks_addr, checks_dns, checks_misc
 from mailhorn.smtpd.checks_core import (
     PERMIT,
     SERVER_CONFIG_ERROR,
@@ -193,6 +194,7 @@ RESTRICTIONS: dict[str, Restriction] = {
     **{name: Restriction(h, arg) for name, (h, arg) in checks_access.RESTRICTIONS.items()},
     **{name: Restriction(h, arg) for name, (h, arg) in checks_addr.RESTRICTIONS.items()},
     **{name: Restriction(h, arg) for name, (h, arg) in checks_dns.RESTRICTIONS.items()},
+    **{name: Restriction(h, arg) for name, (h, arg) in checks_misc.RESTRICTIONS.items()},
 }
 
 #: Stage lists: (list kind, parameter).

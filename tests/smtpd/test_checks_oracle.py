@@ -460,6 +460,32 @@ local_recipient_maps =
             tx("9.9.9.9", "s@example.com", "u@example.com"),
         ],
     ),
+    Scenario(
+        main_cf="""\
+smtpd_relay_restrictions = check_client_access static:OK, reject
+smtpd_recipient_restrictions = permit
+smtpd_data_restrictions = reject_multi_recipient_bounce
+smtpd_etrn_restrictions = reject_plaintext_session
+local_recipient_maps =
+""",
+        sessions=[
+            tx("9.9.9.9", "", "a@example.com", "b@example.com", data=True),
+            tx("9.9.9.9", "", "a@example.com", data=True),
+            tx("9.9.9.9", "s@example.com", "a@example.com", "b@example.com", data=True),
+            x("9.9.9.9", "ETRN example.com"),
+        ],
+    ),
+    Scenario(
+        main_cf="""\
+smtpd_relay_restrictions = check_client_access static:OK, reject
+smtpd_recipient_restrictions = reject_multi_recipient_bounce, permit_mx_backup, reject
+local_recipient_maps =
+""",
+        sessions=[
+            tx("9.9.9.9", "", "a@mx.example.test", "b@mx.example.test", "c@mx.example.test"),
+            tx("9.9.9.9", "s@example.com", "a@mx.example.test", "b@mx.example.test", "c@[127.0.0.1]"),
+        ],
+    ),
 ]
 
 
