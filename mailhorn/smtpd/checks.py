@@ -84,8 +84,8 @@ class Restriction:
     takes_arg: bool = False
 
 
-#: Reply for a lookup that failed for now in a list or address class check.
 def temporary_failure(name: str) -> Reply:
+    """A match list (mynetworks, domain lists) that could not be searched: defer."""
     return Reply.of(451, "4.3.0", f"<{name}>: Temporary lookup failure")
 
 
