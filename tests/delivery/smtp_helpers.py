@@ -1,0 +1,143 @@
+"""Shared pieces of the SMTP/LMTP client tests: configuration, requests, smtp-sink.
+
+:class:`SmtpSink` runs Postfix's ``smtp-sink`` on 127.0.0.3 (an ephemeral
+port), dumping every transaction into a directory, so a test can count what
+arrived.  :func:`run_agent` builds the agent and runs its deliveries in one
+event loop, closing cached sessions at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from mailhorn import log
+from mailhorn.config.load import Config, load
+from mailhorn.delivery.request import DeliveryRecipient, DeliveryRequest, RecipientStatus
+from mailhorn.delivery.smtp import SmtpAgent, make_agent, make_lmtp_agent
+from tests.conftest import require
+
+SINK = "/usr/sbin/smtp-sink"
+T = TypeVar("T")
+
+MESSAGE = (b"From: a@example.org\nTo: b@example.net\nSubject: test\nMessage-ID: <1@example.org>\n\n"
+           b"Hello.\n.leading dot\n")
+
+
+def make_config(tmp_path: Path, **params: str) -> Config:
+    conf = tmp_path / "etc"
+    conf.mkdir(exist_ok=True)
+    values = {"myhostname": "client.example.test", "maillog_file": str(tmp_path / "maillog"),
+              "smtp_connect_timeout": "5s", "smtp_helo_timeout": "10s", "smtp_data_done_timeout": "10s",
+              "lmtp_connect_timeout": "5s"}
+    values.update(params)
+    (conf / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in values.items()))
+    log.setup("smtp", maillog_file=values["maillog_file"], syslog_path=None)
+    return load(str(conf))
+
+
+def make_request(nexthop: str, recipients: Sequence[str], content: bytes = MESSAGE, *,
+                 sender: str = "sender@example.org", transport: str = "smtp", queue_id: str = "4ABCDE1",
+                 attributes: dict[str, str] | None = None, notify: Sequence[str] = (),
+                 orcpt: str | None = None, envid: str | None = None, ret: str | None = None) -> DeliveryRequest:
+    def open_content() -> Iterator[bytes]:
+        for i in range(0, len(content), 7):
+            yield content[i:i + 7]
+
+    rcpts = tuple(DeliveryRecipient(r, offset=100 + i, dsn_notify=frozenset(notify), dsn_orcpt=orcpt)
+                  for i, r in enumerate(recipients))
+    return DeliveryRequest(queue_id, "active", transport, nexthop, sender, rcpts, open_content, len(content),
+                           time.time(), attributes or {}, envid, ret)
+
+
+def run_agent(config: Config, requests: Sequence[DeliveryRequest], *, service: str = "smtp",
+              lmtp: bool = False) -> list[list[RecipientStatus]]:
+    """Deliver the requests one after another with one agent; the statuses of each."""
+
+    async def main() -> list[list[RecipientStatus]]:
+        agent: SmtpAgent = make_lmtp_agent(config, service) if lmtp else make_agent(config, service)
+        out = []
+        try:
+            for request in requests:
+                out.append(list(await agent.deliver(request)))
+        finally:
+            await agent.close()
+        return out
+
+    return asyncio.run(main())
+
+
+def run(coro: Callable[[], Awaitable[T]]) -> T:
+    async def main() -> T:
+        return await coro()
+    return asyncio.run(main())
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_listening(host: str, port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+class SmtpSink:
+    """Postfix's smtp-sink on ``host``, with options; dumps go to ``dump_dir``."""
+
+    def __init__(self, tmp_path: Path, *options: str, host: str = "127.0.0.3", port: int | None = None) -> None:
+        require(os.path.exists(SINK) and shutil.which("smtp-sink") is not None or os.path.exists(SINK),
+                "Postfix's smtp-sink (Debian package postfix)")
+        self.host = host
+        self.port = port or free_port(host)
+        # smtp-sink writes as nobody: pytest's tmp_path (mode 0700) is out of its reach.
+        self.dump_dir = Path(tempfile.mkdtemp(prefix="smtp-sink-"))
+        os.chmod(self.dump_dir, 0o777)
+        args = [SINK]
+        if os.geteuid() == 0:
+            args += ["-u", "nobody"]
+        args += ["-d", str(self.dump_dir) + "/m.", *options, f"{host}:{self.port}", "64"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_listening(host, self.port)
+        # The probe connection above is a transaction-less session: no dump.
+
+    @property
+    def nexthop(self) -> str:
+        return f"[{self.host}]:{self.port}"
+
+    def messages(self) -> list[bytes]:
+        return [p.read_bytes() for p in sorted(self.dump_dir.iterdir())]
+
+    def wait_messages(self, count: int, timeout: float = 10.0) -> list[bytes]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.messages()
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        shutil.rmtree(self.dump_dir, ignore_errors=True)
