@@ -1,0 +1,509 @@
+"""imapd: the IMAP4rev1 service (RFC 3501) on a listener the master bound.
+
+``serve(listener, config, runtime, service)`` runs one master.cf entry whose
+command is ``imapd``, with the same contract as
+:func:`mailhorn.smtpd.server.serve`: it accepts connections until the task
+is cancelled, runs one :class:`ImapSession` per client, and on shutdown
+gives open sessions :data:`SHUTDOWN_GRACE` seconds before cancelling them.
+master.cf lines::
+
+    imap   inet  n  -  n  -  -  imapd
+    imaps  inet  n  -  n  -  -  imapd -o imapd_tls_wrappermode=yes
+
+A session feeds the sans-I/O :class:`~mailhorn.imap.codec.ImapCodec` and
+dispatches each command through :data:`mailhorn.imap.handlers.HANDLERS`
+after checking the RFC 3501 §3 state (:mod:`mailhorn.imap.state`). At each
+command boundary of a selected session the mailbox is rescanned
+(:mod:`mailhorn.imap.mailbox`) and the untagged EXISTS/EXPUNGE/FETCH
+updates go out before the tagged answer.
+
+Greeting: ``* OK [CAPABILITY …] mailhorn ready.`` (``login_greeting``).
+Capabilities before login: ``IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+``,
+``STARTTLS`` while TLS is possible, ``AUTH=…`` for the mechanisms that may
+be used, ``LOGINDISABLED`` where plaintext logins are refused
+(``disable_plaintext_auth``; TLS and loopback clients are secure, as in
+Dovecot). After login: also ``NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN
+LIST-EXTENDED SPECIAL-USE QUOTA`` and ``APPENDLIMIT=n``.
+
+Logs, in Dovecot's words (program ``imap-login`` before login and
+``imap(USER)`` after)::
+
+    imap-login: Login: user=<u>, method=PLAIN, rip=…, lip=…, mpid=…, TLS
+    imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<u>, method=PLAIN, rip=…, lip=…
+    imap(u): Disconnected: Logged out in=… out=…
+
+Timeouts: ``imapd_login_timeout`` before login, ``imapd_autologout``
+after (RFC 3501 §5.4: at least 30 minutes), then ``* BYE``.
+
+Parameters read: those of :class:`mailhorn.imap.state.ImapSettings`, of
+:class:`mailhorn.auth.passdb.Authenticator` and of
+:class:`mailhorn.auth.userdb.UserDB`.
+
+Errors: ``ConfigError`` for unusable parameters, before anything is
+accepted. In a session, mail store errors become Dovecot's ``NO``
+answers; anything unexpected is logged with a traceback and answered
+``NO [SERVERBUG]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mailhorn import log
+from mailhorn.auth import sasl
+from mailhorn.auth.passdb import AuthResult, AuthStatus, Authenticator
+from mailhorn.auth.userdb import UserDB, UserdbError, UserInfo
+from mailhorn.config.load import Config
+from mailhorn.config.mastercf import Service
+from mailhorn.imap import handlers
+from mailhorn.imap.codec import (
+    AppendData,
+    AppendEnd,
+    AppendStart,
+    CommandError,
+    CommandEvent,
+    Continue,
+    ContinuationLine,
+    ImapCodec,
+    store_error,
+    tagged,
+)
+from mailhorn.imap.state import ImapSettings, Phase, SessionState, allowed, refusal
+from mailhorn.mailstore.errors import MailstoreError
+from mailhorn.mailstore.folders import make_maildir
+from mailhorn.runtime import Runtime
+from mailhorn.smtpd.stream import Connection, accept_connection
+from mailhorn.tables.base import TableRetry
+
+__all__ = ["SHUTDOWN_GRACE", "ImapService", "ImapSession", "serve"]
+
+#: Seconds open sessions get to finish after the service is told to stop.
+SHUTDOWN_GRACE = 10.0
+#: Seconds between cheap checks for new mail while IDLE.
+IDLE_TICK = 1.0
+#: Commands during which EXPUNGE must not be sent (RFC 3501 §7.4.1).
+_NO_EXPUNGE = frozenset({"FETCH", "STORE", "SEARCH"})
+
+
+class SessionClosed(Exception):
+    """The client went away or the session must end now."""
+
+
+@dataclass
+class ImapService:
+    """What every session of one service shares."""
+
+    config: Config
+    settings: ImapSettings
+    authenticator: Authenticator
+    userdb: UserDB
+    service_name: str
+
+    @classmethod
+    def build(cls, config: Config, service_name: str = "imap") -> ImapService:
+        return cls(config, ImapSettings.from_config(config), Authenticator(config), UserDB(config),
+                   service_name)
+
+
+def _address(sockaddr: object) -> str:
+    if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
+        addr = str(sockaddr[0])
+        return addr[7:] if addr.startswith("::ffff:") and "." in addr else addr
+    return ""
+
+
+def _loopback(addr: str) -> bool:
+    try:
+        return ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        return False
+
+
+async def serve(listener: socket.socket, config: Config, runtime: Runtime, service: Service) -> None:
+    """Accept IMAP clients on ``listener`` until cancelled (master.cf command ``imapd``)."""
+    shared = ImapService.build(config, service.name)
+    loop = asyncio.get_running_loop()
+    listener.setblocking(False)
+    sessions: set[asyncio.Task[None]] = set()
+    try:
+        while True:
+            try:
+                conn_sock, peer = await loop.sock_accept(listener)
+            except OSError as exc:
+                log.warning(f"accept connection: {exc.strerror or exc}")
+                await asyncio.sleep(0.1)
+                continue
+            task = asyncio.create_task(_connection(shared, conn_sock, peer))
+            sessions.add(task)
+            task.add_done_callback(sessions.discard)
+    finally:
+        if sessions:
+            _done, pending = await asyncio.wait(set(sessions), timeout=SHUTDOWN_GRACE)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=SHUTDOWN_GRACE)
+
+
+async def _connection(shared: ImapService, sock: socket.socket, peer: object) -> None:
+    log.set_program("imap-login")
+    rip = _address(peer)
+    try:
+        lip = _address(sock.getsockname())
+    except OSError:
+        lip = ""
+    sock.setblocking(False)
+    wrapper = shared.settings.wrappermode
+    context = shared.settings.tls_context if wrapper else None
+    if wrapper and context is None:
+        sock.close()
+        return
+    try:
+        conn = await accept_connection(sock, context, shared.settings.login_timeout)
+    except (OSError, TimeoutError, ConnectionError) as exc:
+        log.info(f"Disconnected (no auth attempts in 0 secs): user=<>, rip={rip}, lip={lip}, "
+                 f"TLS handshaking: {exc}")
+        sock.close()
+        return
+    session = ImapSession(shared, conn, rip, lip, tls=context is not None)
+    await session.run()
+
+
+class ImapSession:
+    """One client: reading, dispatch, state, and the helpers handlers use."""
+
+    def __init__(self, shared: ImapService, conn: Connection, rip: str, lip: str, *, tls: bool) -> None:
+        self.shared = shared
+        self.settings = shared.settings
+        self.config = shared.config
+        self.conn = conn
+        self.rip = rip
+        self.lip = lip
+        self.state = SessionState(tls=tls)
+        self.codec = ImapCodec(max_line_length=self.settings.max_line_length,
+                               append_limit=self.settings.append_limit)
+        self.started = time.monotonic()
+        self.last_input = time.monotonic()
+        self.login_user = ""
+        self.end_reason = ""
+        self.append: handlers.AppendJob | None = None
+        self._read_task: asyncio.Future[bytes] | None = None
+
+    # -- facts handlers use ------------------------------------------------------------------
+
+    @property
+    def secured(self) -> bool:
+        """TLS, or a loopback client (Dovecot's ``secured``)."""
+        return self.state.tls or _loopback(self.rip)
+
+    @property
+    def plaintext_allowed(self) -> bool:
+        if self.settings.tls_level == "encrypt" and not self.state.tls:
+            return False
+        return self.secured or not self.settings.disable_plaintext_auth
+
+    @property
+    def starttls_offered(self) -> bool:
+        return (self.settings.tls_context is not None and not self.state.tls
+                and self.settings.tls_level != "none")
+
+    @property
+    def user(self) -> UserInfo:
+        assert self.state.user is not None
+        return self.state.user
+
+    def capabilities(self) -> str:
+        caps = ["IMAP4rev1", "SASL-IR", "ID", "ENABLE", "IDLE", "LITERAL+"]
+        if self.state.phase is Phase.NOT_AUTHENTICATED:
+            if self.starttls_offered:
+                caps.append("STARTTLS")
+            mechs = sasl.offered_mechanisms(sasl.mechanisms_from_config(self.config),
+                                            self.plaintext_allowed)
+            caps += [f"AUTH={m}" for m in mechs]
+            if not self.plaintext_allowed:
+                caps.append("LOGINDISABLED")
+            return " ".join(caps)
+        caps += ["NAMESPACE", "UIDPLUS", "MOVE", "UNSELECT", "CHILDREN", "LIST-EXTENDED",
+                 "SPECIAL-USE", "QUOTA"]
+        if self.settings.append_limit:
+            caps.append(f"APPENDLIMIT={self.settings.append_limit}")
+        return " ".join(caps)
+
+    # -- output --------------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self.state.bytes_out += len(data)
+            self.conn.write(data)
+
+    async def drain(self) -> None:
+        try:
+            await self.conn.drain()
+        except ConnectionError as exc:
+            raise SessionClosed("Connection closed") from exc
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def timeout(self) -> float:
+        if self.state.phase is Phase.NOT_AUTHENTICATED:
+            return self.settings.login_timeout
+        return self.settings.autologout
+
+    async def receive(self, timeout: float, wake: asyncio.Event | None = None) -> str:
+        """Wait for input (fed to the codec), a wake-up, or the timeout: ``data``/``wake``/``timeout``.
+
+        A read still pending when a wake-up or timeout ends the wait is kept
+        for the next call, so no input is ever lost.
+        """
+        if self._read_task is None:
+            self._read_task = asyncio.ensure_future(self.conn.read())
+        waits: set[asyncio.Future[Any]] = {self._read_task}
+        wake_task: asyncio.Future[Any] | None = None
+        if wake is not None:
+            wake_task = asyncio.ensure_future(wake.wait())
+            waits.add(wake_task)
+        try:
+            done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if wake_task is not None and not wake_task.done():
+                wake_task.cancel()
+        if self._read_task in done:
+            data = self._read_task.result()
+            self._read_task = None
+            if not data:
+                self.end_reason = "Connection closed"
+                raise SessionClosed("Connection closed")
+            self.last_input = time.monotonic()
+            self.state.bytes_in += len(data)
+            self.codec.receive_data(data)
+            return "data"
+        if wake_task is not None and wake_task in done:
+            return "wake"
+        return "timeout"
+
+    async def _wait_input(self) -> None:
+        """Wait for more input within the session's timeout, else log out with BYE."""
+        limit = self.timeout()
+        while True:
+            left = limit - (time.monotonic() - self.last_input)
+            if left <= 0:
+                self.end_reason = f"Inactivity - no input for {int(limit)} secs"
+                self.write(b"* BYE Disconnected for inactivity.\r\n")
+                raise SessionClosed(self.end_reason)
+            if await self.receive(left) == "data":
+                return
+
+    async def read_continuation(self) -> ContinuationLine:
+        """The next raw line (AUTHENTICATE responses)."""
+        self.codec.want_line()
+        while True:
+            event = self.codec.next_event()
+            if isinstance(event, ContinuationLine):
+                return event
+            if event is not None:
+                raise SessionClosed("protocol error")
+            await self.drain()
+            await self._wait_input()
+
+    # -- TLS -----------------------------------------------------------------------------------
+
+    async def start_tls(self) -> None:
+        """After ``OK Begin TLS negotiation now.``: drop what came after the command, handshake."""
+        context = self.settings.tls_context
+        assert context is not None
+        await self.drain()
+        self.codec.start_tls()
+        try:
+            await self.conn.start_tls(context, self.settings.login_timeout)
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            self.end_reason = f"TLS handshaking: {exc}"
+            raise SessionClosed(self.end_reason) from exc
+        self.state.tls = True
+
+    # -- login ---------------------------------------------------------------------------------
+
+    async def finish_login(self, tag: bytes, login: str, method: str, result: AuthResult) -> bytes:
+        """Answer a LOGIN/AUTHENTICATE outcome and, on success, enter the authenticated state."""
+        self.state.auth_attempts += 1
+        self.state.method = method
+        self.login_user = login
+        if result.status is AuthStatus.TEMPFAIL:
+            return tagged(tag, "NO", result.text, "UNAVAILABLE")
+        if result.status is AuthStatus.LIMITED:
+            return tagged(tag, "NO", result.text, "UNAVAILABLE")
+        if not result.ok or result.user is None:
+            return tagged(tag, "NO", "Authentication failed.", "AUTHENTICATIONFAILED")
+        try:
+            info = await self.shared.userdb.lookup_async(result.user)
+        except (UserdbError, TableRetry, OSError) as exc:
+            log.error(f"user {result.user}: userdb lookup failed: {exc}")
+            return tagged(tag, "NO", "Temporary authentication failure.", "UNAVAILABLE")
+        if info is None:
+            log.info(f"auth: imap({result.user},{self.rip}): user not found in the user database")
+            return tagged(tag, "NO", "Authentication failed.", "AUTHENTICATIONFAILED")
+        try:
+            await asyncio.to_thread(_ensure_maildir, info)
+        except OSError as exc:
+            log.error(f"user {info.login}: cannot create the Maildir {info.maildir}: {exc}")
+            return tagged(tag, "NO", "Internal error occurred. Refer to server log for more "
+                          "information.", "SERVERBUG")
+        self.state.user = info
+        self.state.phase = Phase.AUTHENTICATED
+        self.login_user = info.login
+        extra = ", TLS" if self.state.tls else (", secured" if self.secured else "")
+        log.info(f"Login: user=<{info.login}>, method={method}, rip={self.rip}, lip={self.lip}, "
+                 f"mpid={os.getpid()}{extra}")
+        log.set_program(f"imap({info.login})")
+        return tagged(tag, "OK", "Logged in", "CAPABILITY " + self.capabilities())
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.write(b"* OK [CAPABILITY " + self.capabilities().encode() + b"] "
+                   + self.settings.greeting.encode("utf-8") + b"\r\n")
+        try:
+            while self.state.phase is not Phase.LOGOUT:
+                event = self.codec.next_event()
+                if event is None:
+                    if self.codec.closed:
+                        break
+                    await self.drain()
+                    await self._wait_input()
+                    continue
+                await self._event(event)
+            await self.drain()
+        except SessionClosed as exc:
+            if not self.end_reason:
+                self.end_reason = str(exc)
+        except asyncio.CancelledError:
+            self.write(b"* BYE Server shutting down.\r\n")
+            self.end_reason = "Server shutting down"
+            raise
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._read_task is not None:
+            self._read_task.cancel()
+        if self.append is not None:
+            self.append.discard()
+        if self.state.selected is not None:
+            self.state.selected.close()
+        self._log_disconnect()
+        try:
+            self.conn.close()
+        except Exception:  # noqa: BLE001 - the transport may already be gone
+            pass
+
+    def _log_disconnect(self) -> None:
+        if self.state.user is not None:
+            reason = "Logged out" if self.state.phase is Phase.LOGOUT else (self.end_reason or
+                                                                            "Connection closed")
+            log.info(f"Disconnected: {reason} in={self.state.bytes_in} out={self.state.bytes_out}")
+            return
+        secs = int(time.monotonic() - self.started)
+        tls = ", TLS" if self.state.tls else ""
+        if self.state.auth_attempts:
+            log.info(f"Disconnected (auth failed, {self.state.auth_attempts} attempts in {secs} secs): "
+                     f"user=<{self.login_user}>, method={self.state.method}, rip={self.rip}, "
+                     f"lip={self.lip}{tls}")
+        else:
+            log.info(f"Disconnected (no auth attempts in {secs} secs): user=<>, rip={self.rip}, "
+                     f"lip={self.lip}{tls}")
+
+    async def _event(self, event: object) -> None:
+        if isinstance(event, CommandError):
+            self.write(event.response)
+            if event.close:
+                self.end_reason = "Literal size too large"
+                raise SessionClosed(self.end_reason)
+        elif isinstance(event, Continue):
+            self.write(event.data)
+        elif isinstance(event, CommandEvent):
+            await self._command(event)
+        elif isinstance(event, AppendStart):
+            self.append = await self._guard(event.tag, "APPEND",
+                                            lambda: handlers.append_start(self, event))
+        elif isinstance(event, AppendData):
+            if self.append is not None:
+                await self.append.write(event.data)
+        elif isinstance(event, AppendEnd):
+            job, self.append = self.append, None
+            if job is not None:
+                await self._finish_command(job.tag, "APPEND", False,
+                                           lambda: handlers.append_end(self, job, event))
+
+    async def _guard(self, tag: bytes, name: str, call: Callable[[], object]) -> handlers.AppendJob | None:
+        try:
+            job = await call()  # type: ignore[misc]
+        except MailstoreError as exc:
+            self.codec.reject_append()
+            self.write(store_error(tag, exc))
+            return None
+        assert job is None or isinstance(job, handlers.AppendJob)
+        return job
+
+    async def _command(self, event: CommandEvent) -> None:
+        if not allowed(event.spec.states, self.state.phase):
+            self.write(tagged(event.tag, "BAD", refusal(event.spec, self.state.phase)))
+            return
+        handler = handlers.HANDLERS[event.name]
+        await self._finish_command(event.tag, event.name, event.uid,
+                                   lambda: handler(self, event.tag, event.command, event.uid))
+
+    async def _finish_command(self, tag: bytes, name: str, uid: bool,
+                              call: Callable[[], object]) -> None:
+        view_before = self.state.selected
+        try:
+            reply = await call()  # type: ignore[misc]
+            assert isinstance(reply, bytes)
+        except SessionClosed:
+            raise
+        except MailstoreError as exc:
+            reply = store_error(tag, exc)
+        except Exception:  # noqa: BLE001 - one command's failure must not end the session quietly
+            log.error(f"{name} failed: {traceback.format_exc()}")
+            reply = tagged(tag, "NO", "Internal error occurred. Refer to server log for more "
+                           "information.", "SERVERBUG")
+        view = self.state.selected
+        if view is not None and view is view_before and self.state.phase is Phase.SELECTED:
+            await self.send_updates(allow_expunge=uid or name not in _NO_EXPUNGE)
+        self.write(reply)
+
+    async def send_updates(self, allow_expunge: bool = True) -> None:
+        """Rescan the selected mailbox when it may have changed and send the untagged updates."""
+        view = self.state.selected
+        if view is None or not view.looks_changed():
+            return
+        try:
+            lines = await asyncio.to_thread(view.refresh, allow_expunge)
+        except MailstoreError as exc:
+            if not view.store.path.exists():
+                self.write(b"* BYE Mailbox was deleted.\r\n")
+                self.end_reason = "Mailbox deleted"
+                raise SessionClosed(self.end_reason) from exc
+            raise
+        view.wake.clear()
+        for line in lines:
+            self.write(line)
+
+
+def _ensure_maildir(info: UserInfo) -> None:
+    """Create the user's Maildir on first login, as Dovecot creates INBOX; owned by the user."""
+    from pathlib import Path
+
+    path = Path(info.maildir)
+    if (path / "cur").is_dir():
+        return
+    make_maildir(path)
+    if os.geteuid() == 0:
+        for sub in ("", "cur", "new", "tmp"):
+            os.chown(path / sub, info.uid, info.gid)
