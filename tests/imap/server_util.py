@@ -35,9 +35,10 @@ class ImapServer:
     """One imapd service running in a background thread."""
 
     def __init__(self, tmp_path: Path, main_cf: dict[str, str] | None = None, *,
-                 master_line: str = "imap inet n - n - - imapd", users: int = 1) -> None:
+                 master_line: str = "imap inet n - n - - imapd", users: int = 1,
+                 maildir: Path | None = None) -> None:
         self.tmp = tmp_path
-        self.maildir = tmp_path / "mail" / "Maildir"
+        self.maildir = maildir or tmp_path / "mail" / "Maildir"
         self.maillog = tmp_path / "maillog"
         self.clients: list[Raw] = []
         uid = 65534
