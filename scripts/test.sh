@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PEERS=(postfix postfix-pcre postfix-mysql postfix-pgsql postfix-sqlite swaks
-       dovecot-core dovecot-imapd whois openssl bsd-mailx)
+       dovecot-core dovecot-imapd whois openssl bsd-mailx postgrey)
 
 log() { printf '== %s\n' "$*"; }
 
