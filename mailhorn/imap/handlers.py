@@ -35,7 +35,7 @@ from typing import IO, TYPE_CHECKING, cast
 
 from mailhorn.auth import sasl
 from mailhorn.imap import listing
-from mailhorn.imap.codec import AppendEnd, AppendStart, bad_command, fetch_response, store_error, tagged
+from mailhorn.imap.codec import AppendEnd, AppendStart, ContinuationLine, bad_command, fetch_response, store_error, tagged
 from mailhorn.imap.commands import APPEND_STATES
 from mailhorn.imap.fetch import fetch_items, load_message, needs_message, rfc822_size, sets_seen
 from mailhorn.imap.mailbox import LETTER_OF, Entry, SelectedMailbox, flags_of, format_flags, notify_path
@@ -61,7 +61,7 @@ from mailhorn.imap.parse import (
     Subscribe,
 )
 from mailhorn.imap.search import BadCharset, Candidate, Context, matches
-from mailhorn.imap.state import Phase, allowed, refusal
+from mailhorn.imap.state import Phase, SessionClosed, allowed, refusal
 from mailhorn.mailstore import folders
 from mailhorn.mailstore.errors import InvalidFolderName, NoSuchMessage
 from mailhorn.mailstore.keywords import valid_keyword
@@ -284,15 +284,13 @@ async def h_idle(s: ImapSession, tag: bytes, cmd: Command, uid: bool) -> bytes:
     while True:
         event = s.codec.next_event()
         if event is not None:
-            line = getattr(event, "data", b"")
-            if isinstance(line, bytes) and line.strip().upper() == b"DONE":
+            if isinstance(event, ContinuationLine) and event.data.strip().upper() == b"DONE":
                 return _ok(tag, "Idle completed.")
             return tagged(tag, "BAD", "Expected DONE.")
         view = s.state.selected
         silence = loop.time() - s.last_input
         if silence >= s.settings.autologout:
             s.write(b"* BYE Disconnected for inactivity.\r\n")
-            from mailhorn.imap.server import SessionClosed
             s.end_reason = f"Inactivity - no input for {int(silence)} secs"
             raise SessionClosed(s.end_reason)
         outcome = await s.receive(1.0, view.wake if view is not None else None)

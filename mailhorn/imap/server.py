@@ -76,7 +76,7 @@ from mailhorn.imap.codec import (
     store_error,
     tagged,
 )
-from mailhorn.imap.state import ImapSettings, Phase, SessionState, allowed, refusal
+from mailhorn.imap.state import ImapSettings, Phase, SessionClosed, SessionState, allowed, refusal
 from mailhorn.mailstore.errors import MailstoreError
 from mailhorn.mailstore.folders import make_maildir
 from mailhorn.runtime import Runtime
@@ -91,10 +91,6 @@ SHUTDOWN_GRACE = 10.0
 IDLE_TICK = 1.0
 #: Commands during which EXPUNGE must not be sent (RFC 3501 §7.4.1).
 _NO_EXPUNGE = frozenset({"FETCH", "STORE", "SEARCH"})
-
-
-class SessionClosed(Exception):
-    """The client went away or the session must end now."""
 
 
 @dataclass

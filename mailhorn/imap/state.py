@@ -92,6 +92,10 @@ _TIME_RE = re.compile(r"^(\d+)\s*([smhdw]?)$", re.IGNORECASE)
 _TIME_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+class SessionClosed(Exception):
+    """The client went away or the session must end now (the text says why)."""
+
+
 class Phase(enum.Enum):
     """RFC 3501 §3."""
 
@@ -243,4 +247,4 @@ class ImapSettings:
         )
 
 
-__all__ = ["DEFAULTS", "ImapSettings", "Phase", "SessionState", "allowed", "refusal"]
+__all__ = ["DEFAULTS", "ImapSettings", "Phase", "SessionClosed", "SessionState", "allowed", "refusal"]

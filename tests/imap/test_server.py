@@ -341,3 +341,15 @@ def test_idle_sees_delivery_and_other_session(server: ImapServer) -> None:
     assert a.line() == b"+ idling"
     a.send(b"nope\r\n")
     assert a.line() == b"j BAD Expected DONE."
+
+
+def test_autologout_before_login(tmp_path: Path) -> None:
+    srv = ImapServer(tmp_path, {"imapd_login_timeout": "1s"})
+    try:
+        r = srv.raw()
+        r.line()
+        assert r.line() == b"* BYE Disconnected for inactivity."
+        assert r.closed()
+        srv.wait_log(r"imap-login: Disconnected \(no auth attempts in \d+ secs\)")
+    finally:
+        srv.stop()
