@@ -148,6 +148,8 @@ class Master:
         self.restart_at: dict[int, float] = {}
         self.failures: dict[int, int] = {}
         self.free_columns: list[int] = []
+        #: Control connections open now, closed in workers forked meanwhile.
+        self.client_fds: list[int] = []
         self.stopping = False
         self.kill_at = 0.0
         self.exit_signal = 0
@@ -187,7 +189,6 @@ class Master:
         signal.set_wakeup_fd(self.signal_w)
         self.selector.register(self.signal_r, selectors.EVENT_READ, "signal")
         log.info(f"daemon started -- version {__version__}, configuration {self.config_dir}")
-        self._spawn_generation()
 
     @staticmethod
     def _note_signal(signum: int, frame: object) -> None:
@@ -263,6 +264,10 @@ class Master:
         self.free_columns = [c for c in range(columns) if c not in used]
 
     # -- workers ----------------------------------------------------------------
+    def spawn_workers(self) -> None:
+        """Start the first generation of workers (after :meth:`start`)."""
+        self._spawn_generation()
+
     def _spawn_generation(self) -> None:
         assert self.generation is not None
         self.generation_number += 1
@@ -283,7 +288,7 @@ class Master:
             log_setup=logging_setup(gen.config, self.foreground),
             close_fds=[self.signal_r, self.signal_w, self.selector.fileno(),
                        *([self.pid_file.fd] if self.pid_file else []),
-                       *([self.control_sock.fileno()] if self.control_sock else [])],
+                       *([self.control_sock.fileno()] if self.control_sock else []), *self.client_fds],
         )
         pid = os.fork()
         if pid == 0:
@@ -367,8 +372,9 @@ class Master:
         self.failures.clear()
         self.generation = gen
         self._new_anvil(gen)
-        self._spawn_generation()
+        # Closed before the fork, or the new workers would inherit them.
         old_listeners.close_except(new_listeners)
+        self._spawn_generation()
         return None
 
     def begin_stop(self, signum: int) -> None:
@@ -409,6 +415,7 @@ class Master:
         except BlockingIOError:
             return
         with conn:
+            self.client_fds.append(conn.fileno())
             conn.setblocking(True)
             conn.settimeout(5.0)
             try:
@@ -423,6 +430,8 @@ class Master:
                 conn.sendall("".join(line + "\n" for line in reply).encode())
             except OSError:
                 return
+            finally:
+                self.client_fds.clear()
 
     def _control_command(self, command: str) -> list[str]:
         if command == "status":
@@ -515,5 +524,7 @@ def run_master(config_dir: str, foreground: bool, ready: Callable[[str | None], 
     except OSError as exc:
         ready(f"{exc.filename or 'master'}: {os.strerror(exc.errno or errno.EIO)}")
         return 1
+    # Before the first fork, so that no worker inherits the caller's ready channel.
     ready(None)
+    master.spawn_workers()
     return master.loop()

@@ -13,7 +13,8 @@ Start-up order: reset the master's signal handling, open the singleton lock
 logging, then run the loop (``uvloop`` when it is importable).
 
 SIGTERM: the singletons are cancelled at once; the network services are
-cancelled (their ``serve`` stops accepting and ends its sessions) and given
+cancelled (their ``serve`` stops accepting and lets its sessions end), the
+worker closes its copies of the listening sockets, and the services get
 ``master_drain_time`` (default 10s) to finish; then the worker exits.
 SIGINT and SIGHUP are ignored: the master decides.
 
@@ -70,6 +71,8 @@ PRELOAD = (
     "concurrent.futures.thread",
     "uvloop",
     "mailhorn.cleanup.cleanup",
+    "mailhorn.smtpd.checks",
+    "mailhorn.dns",
     *sorted({target.partition(":")[0] for target in TABLE_TYPES.values()}),
 )
 
@@ -180,6 +183,13 @@ async def _serve(spec: WorkerSpec, lock_fd: int) -> int:
         task.cancel()
     for task in network:
         task.cancel()
+    # Once the services have stopped accepting, let go of the listening
+    # sockets, so that a port given up by a reload is free while the old
+    # sessions finish.
+    await asyncio.sleep(0)
+    for _planned, sockets in spec.listeners:
+        for sock in sockets:
+            sock.close()
     remaining = [t for t in (*network, *singletons) if not t.done()]
     if remaining:
         await asyncio.wait(remaining, timeout=spec.drain_time)

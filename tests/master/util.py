@@ -1,0 +1,137 @@
+"""A mail system instance in a temporary directory, driven by the control commands."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from mailhorn.cli.control import children_of
+from mailhorn.config.load import load
+from mailhorn.master import control
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_bound(port: int) -> bool:
+    """Whether something holds 127.0.0.1:port (our bind attempt fails)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def gone(pid: int) -> bool:
+    """Whether a process has exited (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return True
+    return text[text.rfind(")") + 2:].split()[0] == "Z"
+
+
+def uid_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    raise AssertionError("no Uid line")
+
+
+class Instance:
+    """Configuration, queue and log of one mail system under a fresh directory.
+
+    The directory is world-traversable (not under pytest's private tmp) so
+    that workers running as ``mail_owner`` can reach the queue and the log.
+    """
+
+    def __init__(self, main_cf: str = "", master_cf: str = "") -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="mailhorn-master-"))
+        os.chmod(self.base, 0o755)
+        self.etc = self.base / "etc"
+        self.etc.mkdir()
+        self.queue = self.base / "queue"
+        self.maillog = self.base / "maillog"
+        self.write_main(main_cf)
+        self.write_master(master_cf)
+        self.prefix: list[str] = []
+
+    def write_main(self, extra: str) -> None:
+        (self.etc / "main.cf").write_text(
+            f"queue_directory = {self.queue}\nmaillog_file = {self.maillog}\n"
+            "inet_interfaces = 127.0.0.1\ninet_protocols = ipv4\n" + extra)
+
+    def write_master(self, text: str) -> None:
+        (self.etc / "master.cf").write_text(text)
+
+    def ctl(self, command: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "MAIL_CONFIG"}
+        env["PYTHONPATH"] = str(ROOT)
+        return subprocess.run(
+            [*self.prefix, sys.executable, "-m", "mailhorn.cli.control", "-c", str(self.etc), command, *args],
+            capture_output=True, text=True, timeout=timeout, env=env, cwd=str(self.base))
+
+    def master_pid(self) -> int | None:
+        return control.running_pid(load(str(self.etc)))
+
+    def status_lines(self) -> list[str]:
+        return control.request(load(str(self.etc)), "status")
+
+    def workers(self) -> dict[int, int]:
+        out = {}
+        for line in self.status_lines():
+            kind, *rest = line.split()
+            if kind == "worker":
+                out[int(rest[0])] = int(rest[1])
+        return out
+
+    def listeners(self) -> list[str]:
+        return [line.split(" ", 1)[1] for line in self.status_lines() if line.startswith("listener ")]
+
+    def log(self) -> str:
+        try:
+            return self.maillog.read_text()
+        except FileNotFoundError:
+            return ""
+
+    def kill_everything(self) -> None:
+        """Stop whatever this instance left running, by process ID."""
+        pid = self.master_pid()
+        if pid is not None and pid > 0:
+            workers = children_of(pid)
+            for target in (pid, *workers):
+                try:
+                    os.kill(target, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            wait_for(lambda: self.master_pid() is None, 10)
+
+    def remove(self) -> None:
+        self.kill_everything()
+        shutil.rmtree(self.base, ignore_errors=True)
