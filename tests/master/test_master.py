@@ -313,3 +313,43 @@ def test_start_fg_stays_in_the_foreground(make: type[Instance]) -> None:
             proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def test_connection_limits_are_shared_by_all_workers(make: type[Instance]) -> None:
+    require(SMTPD_READY, "mailhorn.smtpd.server is not in place yet")
+    port = free_port()
+    mh = make(main_cf=("master_worker_count = 3\nsmtpd_client_connection_count_limit = 2\n"
+                       "smtpd_client_event_limit_exceptions =\n"),
+              master_cf=smtpd_entry(port) + BASE_SERVICES)
+    assert mh.ctl("start").returncode == 0
+    assert len(mh.workers()) == 3
+    clients: list[socket.socket] = []
+
+    def connect() -> tuple[socket.socket, str]:
+        sock = socket.socket()
+        sock.settimeout(30)
+        sock.bind(("127.0.0.2", 0))
+        sock.connect(("127.0.0.1", port))
+        clients.append(sock)
+        with sock.makefile("rb") as f:
+            return sock, f.readline().decode()
+
+    try:
+        # Many connections, whichever worker accepts each: never more than two at once.
+        first, reply = connect()
+        assert reply.startswith("220 ")
+        second, reply = connect()
+        assert reply.startswith("220 ")
+        for _ in range(4):
+            _sock, reply = connect()
+            assert reply.startswith("421 4.7.0 ") and "too many connections from 127.0.0.2" in reply
+        first.close()
+
+        def third_accepted() -> bool:
+            return connect()[1].startswith("220 ")
+
+        assert wait_for(third_accepted)
+    finally:
+        for sock in clients:
+            sock.close()
+    assert mh.ctl("stop").returncode == 0
