@@ -1,0 +1,530 @@
+"""pop3d: the POP3 service (RFC 1939, RFC 2449 CAPA, RFC 2595 STLS, RFC 5034 AUTH).
+
+What it does
+    ``serve(listener, config, runtime, service)`` runs one master.cf entry
+    whose command is ``pop3d`` on a socket the master bound, with the same
+    contract as :func:`mailhorn.smtpd.server.serve`: it accepts connections
+    and runs a session for each until cancelled, then gives open sessions
+    ``SHUTDOWN_GRACE`` seconds and cancels the rest (a cancelled session
+    never reaches UPDATE, so nothing is deleted).  ``config`` carries the
+    entry's ``-o`` overrides.  Typical master.cf lines::
+
+        pop3      inet  n       -       n       -       -       pop3d
+        pop3s     inet  n       -       n       -       -       pop3d
+          -o pop3_tls_wrappermode=yes
+
+    The protocol is :class:`mailhorn.pop3.session.Pop3Session`; logins go
+    through :class:`mailhorn.auth.passdb.Authenticator` (``passdb_maps``)
+    and the SASL mechanisms of :mod:`mailhorn.auth.sasl`; the maildrop is
+    found with :class:`mailhorn.auth.userdb.UserDB` and opened, locked and
+    updated by :mod:`mailhorn.pop3.maildrop`.  RETR and TOP stream the
+    message from disk in bounded chunks (design.md §5 rule 7); file reads,
+    table lookups and the mailbox work run in worker threads.
+
+    TLS: STLS is offered when a certificate is configured and ``ssl`` is
+    not ``no``; ``pop3_tls_wrappermode = yes`` starts TLS at connect
+    (pop3s, port 995).  After ``STLS`` every byte the client sent in
+    plaintext behind the command is discarded unread (RFC 2595 §4).
+    Plaintext logins (USER/PASS, PLAIN, LOGIN) are refused before TLS
+    unless the client is on loopback or ``disable_plaintext_auth = no``;
+    ``ssl = required`` refuses every login before TLS except from loopback.
+
+    Logs are Dovecot 2.3's lines after the program tag, so tools that read
+    Dovecot's log find what they know::
+
+        pop3-login: Login: user=<u>, method=PLAIN, rip=1.2.3.4, lip=5.6.7.8, mpid=812, TLS, session=<…>
+        pop3-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<u>, method=PLAIN, rip=…, lip=…, session=<…>
+        pop3(u)<812><…>: Disconnected: Logged out top=0/0, retr=1/123, del=1/3, size=456
+
+Parameters read
+    ``login_greeting`` (Dovecot; default ``mailhorn ready.``),
+    ``auth_mechanisms``, ``disable_plaintext_auth``, ``ssl`` (Dovecot:
+    ``yes``, ``no``, ``required``), ``ssl_cert`` and ``ssl_key`` (Dovecot's
+    names; plain paths, a leading ``<`` as in dovecot.conf is accepted;
+    default ``$smtpd_tls_cert_file`` and ``$smtpd_tls_key_file``),
+    ``ssl_min_protocol`` (Dovecot; ``TLSv1.2``), ``pop3_tls_wrappermode``
+    (mailhorn), ``pop3_lock_session`` (Dovecot; mailhorn defaults to
+    ``yes``), ``pop3_uidl_format`` (Dovecot; ``%08Xu%08Xv``),
+    ``pop3_logout_format`` (Dovecot; ``top=%t/%p, retr=%r/%b, del=%d/%m,
+    size=%s``), ``pop3_login_timeout`` (mailhorn; ``3m``, Dovecot's fixed
+    login timeout), ``pop3_idle_timeout`` (mailhorn; ``10m``, the RFC 1939
+    §3 autologout), ``myhostname``, and those of
+    :class:`~mailhorn.auth.passdb.Authenticator` and
+    :class:`~mailhorn.auth.userdb.UserDB`.
+
+Errors
+    :class:`~mailhorn.config.errors.ConfigError` for unusable parameters,
+    before anything is accepted.  At run time every failure becomes a POP3
+    answer and a log line; our own faults are logged as errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ipaddress
+import os
+import re
+import socket
+import ssl
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mailhorn import log
+from mailhorn.auth import sasl
+from mailhorn.auth.passdb import AuthStatus, Authenticator
+from mailhorn.auth.userdb import UserDB, UserdbError
+from mailhorn.config.errors import ConfigError
+from mailhorn.config.load import Config
+from mailhorn.config.mastercf import Service
+from mailhorn.mailstore.errors import LockTimeout, MailstoreError, NoSuchMessage
+from mailhorn.mailstore.maildir import CHUNK
+from mailhorn.pop3.codec import TERMINATOR, Command, LineTooLong, MessageEncoder, Pop3Decoder, err
+from mailhorn.pop3.maildrop import LOCK_REFRESH, OpenMaildrop, check_uidl_format, open_maildrop
+from mailhorn.pop3.session import (
+    AUTH_FAILED_TEXT, IN_USE_TEXT, INTERNAL_ERROR_TEXT, TEMPFAIL_TEXT, CheckLogin, Pop3Options, Pop3Session,
+    Reply, Retrieve, StartTls, State, Update,
+)
+from mailhorn.runtime import Runtime
+from mailhorn.smtpd.stream import Connection, accept_connection
+from mailhorn.tables.base import TableRetry
+
+__all__ = ["DEFAULTS", "SHUTDOWN_GRACE", "Pop3Settings", "serve"]
+
+#: Seconds open sessions get to finish after the service is told to stop.
+SHUTDOWN_GRACE = 10.0
+#: Dovecot waits this long for another session's POP3 lock before answering [IN-USE].
+LOCK_WAIT = 10.0
+#: The program name of the service's log records (master.cf's command).
+PROGRAM = "pop3d"
+
+#: Defaults of the parameters this service reads, used while the registry lacks them.
+DEFAULTS: dict[str, str] = {
+    "login_greeting": "mailhorn ready.",
+    "ssl": "yes",
+    "ssl_cert": "$smtpd_tls_cert_file",
+    "ssl_key": "$smtpd_tls_key_file",
+    "ssl_min_protocol": "TLSv1.2",
+    "pop3_tls_wrappermode": "no",
+    "pop3_lock_session": "yes",
+    "pop3_uidl_format": "%08Xu%08Xv",
+    "pop3_logout_format": "top=%t/%p, retr=%r/%b, del=%d/%m, size=%s",
+    "pop3_login_timeout": "3m",
+    "pop3_idle_timeout": "10m",
+}
+
+_TIME_RE = re.compile(r"^(\d+)([smhdw]?)$", re.IGNORECASE)
+_TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PROTOCOLS = {
+    "TLSV1": ssl.TLSVersion.TLSv1, "TLSV1.1": ssl.TLSVersion.TLSv1_1,
+    "TLSV1.2": ssl.TLSVersion.TLSv1_2, "TLSV1.3": ssl.TLSVersion.TLSv1_3,
+}
+_LOGOUT_VAR = re.compile(r"%([tprbdms%])")
+
+
+def _setting(config: Config, name: str) -> str:
+    if config.raw(name) is None:
+        return config.expand(DEFAULTS[name], name)
+    return config.get(name)
+
+
+def _bad(config: Config, name: str, what: str) -> ConfigError:
+    file, line = config.where(name)
+    return ConfigError(f"{what}: {name} = {_setting(config, name)}", file=file, line=line, param=name)
+
+
+def _bool(config: Config, name: str) -> bool:
+    value = _setting(config, name).strip().lower()
+    if value not in ("yes", "no"):
+        raise _bad(config, name, "bad boolean configuration")
+    return value == "yes"
+
+
+def _time(config: Config, name: str) -> float:
+    match = _TIME_RE.match(_setting(config, name).strip())
+    if match is None:
+        raise _bad(config, name, "invalid time value")
+    return float(int(match.group(1)) * _TIME_UNITS[(match.group(2) or "s").lower()])
+
+
+def _path(value: str) -> str:
+    """A certificate path; dovecot.conf's ``<file`` form is accepted."""
+    value = value.strip()
+    return value[1:].strip() if value.startswith("<") else value
+
+
+def _tls_context(config: Config) -> ssl.SSLContext | None:
+    cert = _path(_setting(config, "ssl_cert"))
+    key = _path(_setting(config, "ssl_key")) or cert
+    if not cert:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.options |= ssl.OP_NO_COMPRESSION
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        log.warning(f"cannot load the POP3 server certificate or key: {exc}; TLS won't be enabled")
+        return None
+    minimum = _setting(config, "ssl_min_protocol").strip().upper()
+    if minimum in _PROTOCOLS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context.minimum_version = _PROTOCOLS[minimum]
+    else:
+        raise _bad(config, "ssl_min_protocol", "unknown protocol")
+    return context
+
+
+@dataclass(frozen=True)
+class Pop3Settings:
+    """One pop3d service's configuration, read once when it starts."""
+
+    greeting: str
+    mechanisms: tuple[str, ...]
+    ssl_mode: str
+    tls: ssl.SSLContext | None
+    wrappermode: bool
+    lock_session: bool
+    uidl_format: str
+    logout_format: str
+    login_timeout: float
+    idle_timeout: float
+    plaintext_everywhere: bool
+    hostname: str
+
+    @classmethod
+    def from_config(cls, config: Config) -> Pop3Settings:
+        ssl_mode = _setting(config, "ssl").strip().lower()
+        if ssl_mode not in ("yes", "no", "required"):
+            raise _bad(config, "ssl", "bad ssl value (yes, no, required)")
+        tls = _tls_context(config) if ssl_mode != "no" else None
+        wrapper = _bool(config, "pop3_tls_wrappermode")
+        if wrapper and tls is None:
+            raise _bad(config, "pop3_tls_wrappermode", "TLS on connect needs ssl_cert and ssl_key")
+        uidl_format = _setting(config, "pop3_uidl_format")
+        try:
+            check_uidl_format(uidl_format)
+        except ValueError as exc:
+            file, line = config.where("pop3_uidl_format")
+            raise ConfigError(str(exc), file=file, line=line, param="pop3_uidl_format") from None
+        return cls(
+            greeting=_setting(config, "login_greeting"),
+            mechanisms=tuple(sasl.mechanisms_from_config(config)),
+            ssl_mode=ssl_mode,
+            tls=tls,
+            wrappermode=wrapper,
+            lock_session=_bool(config, "pop3_lock_session"),
+            uidl_format=uidl_format,
+            logout_format=_setting(config, "pop3_logout_format"),
+            login_timeout=_time(config, "pop3_login_timeout"),
+            idle_timeout=_time(config, "pop3_idle_timeout"),
+            plaintext_everywhere=sasl.plaintext_auth_allowed(config, False),
+            hostname=config.get("myhostname") or socket.gethostname(),
+        )
+
+
+@dataclass
+class ServiceContext:
+    """What every connection of one service shares."""
+
+    settings: Pop3Settings
+    authenticator: Authenticator
+    userdb: UserDB
+    runtime: Runtime | None
+    service: str
+    lock_wait: float
+
+
+def _address(sockaddr: object) -> str:
+    if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
+        addr = str(sockaddr[0])
+        return addr[7:] if addr.startswith("::ffff:") and "." in addr else addr
+    return ""
+
+
+def _loopback(client: str, server: str) -> bool:
+    """Dovecot's "secured" without TLS: the client connects from the address it reached."""
+    try:
+        return ipaddress.ip_address(client).is_loopback and client == server
+    except ValueError:
+        return False
+
+
+def logout_text(fmt: str, variables: Mapping[str, str]) -> str:
+    """Expand ``pop3_logout_format``."""
+    return _LOGOUT_VAR.sub(lambda m: "%" if m.group(1) == "%" else variables[m.group(1)], fmt)
+
+
+async def serve(listener: socket.socket, config: Config, runtime: Runtime, service: Service, *,
+                lock_wait: float = LOCK_WAIT) -> None:
+    """Accept POP3 clients on ``listener`` until cancelled."""
+    settings = Pop3Settings.from_config(config)
+    ctx = ServiceContext(settings, Authenticator(config), UserDB(config), runtime, service.name, lock_wait)
+    loop = asyncio.get_running_loop()
+    listener.setblocking(False)
+    sessions: set[asyncio.Task[None]] = set()
+    try:
+        while True:
+            try:
+                conn_sock, peer = await loop.sock_accept(listener)
+            except OSError as exc:
+                log.warning(f"accept connection: {exc.strerror or exc}", program=PROGRAM)
+                await asyncio.sleep(0.1)
+                continue
+            task = asyncio.create_task(Pop3Connection(ctx, conn_sock, peer).run())
+            sessions.add(task)
+            task.add_done_callback(sessions.discard)
+    finally:
+        if sessions:
+            _done, pending = await asyncio.wait(set(sessions), timeout=SHUTDOWN_GRACE)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=SHUTDOWN_GRACE)
+
+
+class _Close(Exception):
+    """End the session; ``reason`` goes into the logout line."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Pop3Connection:
+    """One client: bytes between the socket and the session."""
+
+    def __init__(self, ctx: ServiceContext, sock: socket.socket, peer: object) -> None:
+        self.ctx = ctx
+        self.sock = sock
+        self.rip = _address(peer)
+        try:
+            self.lip = _address(sock.getsockname())
+        except OSError:
+            self.lip = ""
+        self.id = base64.b64encode(os.urandom(12)).decode("ascii")
+        self.started = time.monotonic()
+        self.conn: Connection | None = None
+        self.decoder = Pop3Decoder()
+        self.tls = False
+        self.drop: OpenMaildrop | None = None
+
+    # -- options --------------------------------------------------------------------
+    def _options(self) -> Pop3Options:
+        s = self.ctx.settings
+        secured = self.tls or _loopback(self.rip, self.lip)
+        plaintext = secured or s.plaintext_everywhere
+        if s.ssl_mode == "required" and not secured:
+            plaintext = False
+        return Pop3Options(greeting=s.greeting, mechanisms=s.mechanisms, plaintext_allowed=plaintext,
+                           tls_available=s.tls is not None, tls_active=self.tls, hostname=s.hostname)
+
+    def _flags(self) -> str:
+        if self.tls:
+            return "TLS"
+        return "secured" if _loopback(self.rip, self.lip) else ""
+
+    # -- I/O --------------------------------------------------------------------------
+    async def _send(self, data: bytes) -> None:
+        assert self.conn is not None
+        self.conn.write(data)
+        try:
+            await asyncio.wait_for(self.conn.drain(), self.ctx.settings.idle_timeout)
+        except TimeoutError:
+            raise _Close("Disconnected for inactivity") from None
+        except ConnectionError:
+            raise _Close("Connection closed") from None
+
+    async def _next(self, session: Pop3Session) -> Command:
+        assert self.conn is not None
+        timeout = self.ctx.settings.idle_timeout if session.state is State.TRANSACTION \
+            else self.ctx.settings.login_timeout
+        while True:
+            event = self.decoder.next_event()
+            if isinstance(event, LineTooLong):
+                await self._send(err("Input line too long."))
+                raise _Close("Input buffer full")
+            if event is not None:
+                return event
+            try:
+                data = await asyncio.wait_for(self.conn.read(), timeout)
+            except TimeoutError:
+                if session.state is State.TRANSACTION:
+                    await self._send(err("Disconnected for inactivity."))
+                raise _Close("Disconnected for inactivity") from None
+            if not data:
+                raise _Close("Connection closed")
+            self.decoder.receive_data(data)
+
+    # -- the session ----------------------------------------------------------------------
+    async def run(self) -> None:
+        session: Pop3Session | None = None
+        reason = "Connection closed"
+        refresher: asyncio.Task[None] | None = None
+        try:
+            s = self.ctx.settings
+            self.sock.setblocking(False)
+            context = s.tls if s.wrappermode else None
+            try:
+                self.conn = await accept_connection(self.sock, context, s.login_timeout)
+            except (OSError, TimeoutError, ConnectionError) as exc:
+                log.info(f"pop3-login: Disconnected: Connection closed: SSL_accept() failed: {exc} "
+                         f"(no auth attempts in 0 secs): user=<>, rip={self.rip}, lip={self.lip}, "
+                         f"session=<{self.id}>", program=PROGRAM)
+                self.sock.close()
+                return
+            self.tls = context is not None
+            session = Pop3Session(self._options())
+            await self._send(session.greeting())
+            while True:
+                command = await self._next(session)
+                action = session.handle(command)
+                if isinstance(action, Reply):
+                    await self._send(action.data)
+                    if action.close:
+                        reason = "Logged out" if command.name == "QUIT" else "Too many bad commands"
+                        break
+                elif isinstance(action, StartTls):
+                    await self._start_tls(session, action)
+                elif isinstance(action, CheckLogin):
+                    await self._send(await self._login(session, action))
+                    if session.state is State.TRANSACTION and self.drop is not None:
+                        refresher = asyncio.create_task(self._refresh(self.drop))
+                elif isinstance(action, Retrieve):
+                    await self._retrieve(session, action)
+                elif isinstance(action, Update):
+                    await self._update(session, action)
+                    reason = "Logged out"
+                    break
+        except _Close as close:
+            reason = close.reason
+        except asyncio.CancelledError:
+            reason = "Server shutting down."
+            raise
+        finally:
+            if refresher is not None:
+                refresher.cancel()
+            if self.drop is not None:
+                await asyncio.to_thread(self.drop.release)
+            if session is not None:
+                self._log_end(session, reason)
+            if self.conn is not None:
+                self.conn.close()
+            else:
+                self.sock.close()
+
+    async def _start_tls(self, session: Pop3Session, action: StartTls) -> None:
+        assert self.conn is not None and self.ctx.settings.tls is not None
+        # Stop reading before the +OK goes out: what is buffered now was sent
+        # before the client saw it and is thrown away (RFC 2595 §4), while the
+        # ClientHello that follows the +OK stays in the socket for the handshake.
+        if self.conn.transport is not None:
+            self.conn.transport.pause_reading()
+        self.decoder.start_tls()
+        await self._send(action.data)
+        try:
+            await self.conn.start_tls(self.ctx.settings.tls, self.ctx.settings.login_timeout)
+        except (OSError, TimeoutError, ConnectionError, ssl.SSLError) as exc:
+            raise _Close(f"TLS handshaking: {exc}") from None
+        self.tls = True
+        session.tls_started(self._options())
+
+    async def _refresh(self, drop: OpenMaildrop) -> None:
+        while True:
+            await asyncio.sleep(LOCK_REFRESH)
+            await asyncio.to_thread(drop.refresh)
+
+    async def _login(self, session: Pop3Session, action: CheckLogin) -> bytes:
+        ctx = self.ctx
+        result = await sasl.check(ctx.authenticator, action.credentials, self.rip, "pop3")
+        if result.status is AuthStatus.TEMPFAIL:
+            return session.login_failed(TEMPFAIL_TEXT)
+        if not result.ok or result.user is None:
+            return session.login_failed(AUTH_FAILED_TEXT)
+        user = result.user
+        try:
+            info = await ctx.userdb.lookup_async(user)
+        except TableRetry as exc:
+            log.warning(f"pop3({user}): userdb lookup failed: {exc}", program=PROGRAM)
+            return session.login_failed(TEMPFAIL_TEXT)
+        except UserdbError as exc:
+            log.error(f"pop3({user}): {exc}", program=PROGRAM)
+            return session.login_failed(INTERNAL_ERROR_TEXT)
+        if info is None:
+            log.error(f"pop3({user}): user is in passdb_maps but has no mailbox (userdb)", program=PROGRAM)
+            return session.login_failed(AUTH_FAILED_TEXT)
+        try:
+            drop = await asyncio.to_thread(open_maildrop, info.maildir, lock_session=ctx.settings.lock_session,
+                                           lock_wait=ctx.lock_wait, uidl_format=ctx.settings.uidl_format)
+        except LockTimeout:
+            log.info(f"pop3({user})<{os.getpid()}><{self.id}>: Disconnected: Couldn't lock POP3 session "
+                     f"{logout_text(ctx.settings.logout_format, session.logout_variables())}", program=PROGRAM)
+            return session.login_failed(IN_USE_TEXT)
+        except (MailstoreError, OSError) as exc:
+            log.error(f"pop3({user}): cannot open the maildrop {info.maildir}: {exc}", program=PROGRAM)
+            return session.login_failed(INTERNAL_ERROR_TEXT)
+        self.drop = drop
+        flags = self._flags()
+        log.info(f"pop3-login: Login: user=<{user}>, method={action.method}, rip={self.rip}, lip={self.lip}, "
+                 f"mpid={os.getpid()}{', ' + flags if flags else ''}, session=<{self.id}>", program=PROGRAM)
+        return session.login_succeeded(user, drop.maildrop)
+
+    async def _retrieve(self, session: Pop3Session, action: Retrieve) -> None:
+        assert self.drop is not None
+        mailbox = self.drop.mailbox
+        try:
+            fh = await asyncio.to_thread(mailbox.open, action.entry.message)
+        except (NoSuchMessage, OSError) as exc:
+            log.warning(f"pop3({session.login}): message {action.entry.number}: {exc}", program=PROGRAM)
+            await self._send(err("[SYS/TEMP] Message was expunged."))
+            return
+        try:
+            await self._send(action.first)
+            octets = len(action.first)
+            encoder = MessageEncoder(action.body_lines)
+            while not encoder.done:
+                chunk = await asyncio.to_thread(fh.read, CHUNK)
+                if not chunk:
+                    break
+                out = encoder.feed(chunk)
+                if out:
+                    octets += len(out)
+                    await self._send(out)
+            tail = encoder.finish()
+            octets += len(tail)
+            await self._send(tail + TERMINATOR)
+            session.sent(action.kind, octets)
+        finally:
+            await asyncio.to_thread(fh.close)
+
+    async def _update(self, session: Pop3Session, action: Update) -> None:
+        assert self.drop is not None
+        drop = self.drop
+        try:
+            await asyncio.to_thread(drop.update)
+        except (MailstoreError, OSError) as exc:
+            log.error(f"pop3({session.login}): UPDATE failed: {exc}", program=PROGRAM)
+            await self._send(err("[SYS/TEMP] Couldn't delete all messages."))
+            return
+        finally:
+            # The maildrop is free again before the client hears that the session ended.
+            await asyncio.to_thread(drop.release)
+        await self._send(action.data)
+
+    def _log_end(self, session: Pop3Session, reason: str) -> None:
+        if session.login is not None:
+            stats = logout_text(self.ctx.settings.logout_format, session.logout_variables())
+            log.info(f"pop3({session.login})<{os.getpid()}><{self.id}>: Disconnected: {reason} {stats}",
+                     program=PROGRAM)
+            return
+        secs = int(time.monotonic() - self.started)
+        flags = self._flags()
+        tail = f"rip={self.rip}, lip={self.lip}{', ' + flags if flags else ''}, session=<{self.id}>"
+        head = "Disconnected" if reason in ("Connection closed", "Logged out") else f"Disconnected: {reason}"
+        if session.auth_attempts:
+            log.info(f"pop3-login: {head} (auth failed, {session.auth_attempts} attempts in {secs} secs): "
+                     f"user=<{session.last_login}>, method={session.last_method}, {tail}", program=PROGRAM)
+        else:
+            log.info(f"pop3-login: {head} (no auth attempts in {secs} secs): user=<>, {tail}", program=PROGRAM)
