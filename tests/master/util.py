@@ -130,7 +130,7 @@ class Instance:
                     os.kill(target, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            wait_for(lambda: self.master_pid() is None, 10)
+            wait_for(lambda: self.master_pid() is None and all(gone(w) for w in workers), 10)
 
     def remove(self) -> None:
         self.kill_everything()
