@@ -47,7 +47,7 @@ class Pop3Server:
 
     def __init__(self, tmp_path: Path, users: dict[str, str] | None = None,
                  main_cf: dict[str, str] | None = None, lock_wait: float = 0.2,
-                 raw_main_cf: bool = False) -> None:
+                 raw_main_cf: bool = False, mail_root: Path | None = None) -> None:
         self.dir = tmp_path
         conf = tmp_path / "etc"
         conf.mkdir(exist_ok=True)
@@ -58,7 +58,7 @@ class Pop3Server:
         userdb = tmp_path / "pop3-userdb"
         plines, ulines = [], []
         for name, password in (users or {}).items():
-            home = tmp_path / "mail" / name
+            home = (mail_root or tmp_path / "mail") / name
             self.maildirs[name] = home / "Maildir"
             plines.append(f"{name} {{PLAIN}}{password}\n")
             ulines.append(f"{name} uid={uid} gid={gid} home={home} mail=maildir:{home}/Maildir\n")
