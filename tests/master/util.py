@@ -111,6 +111,11 @@ class Instance:
                 out[int(rest[0])] = int(rest[1])
         return out
 
+    def started_workers(self, count: int = 1) -> dict[int, int]:
+        """The workers, once ``count`` of them run (start returns before they are forked)."""
+        assert wait_for(lambda: len(self.workers()) == count)
+        return self.workers()
+
     def listeners(self) -> list[str]:
         return [line.split(" ", 1)[1] for line in self.status_lines() if line.startswith("listener ")]
 
