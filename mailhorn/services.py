@@ -66,6 +66,9 @@ class ServiceEntry:
 #: master.cf command name -> what runs it.
 SERVICES: dict[str, ServiceEntry] = {
     "smtpd": ServiceEntry(NETWORK, "mailhorn.smtpd.server:serve"),
+    # mailhorn's own names for the mail store's servers (Dovecot's roles).
+    "imapd": ServiceEntry(NETWORK, "mailhorn.imap.server:serve"),
+    "pop3d": ServiceEntry(NETWORK, "mailhorn.pop3.server:serve"),
     "pickup": ServiceEntry(SINGLETON, "mailhorn.queue.pickup:run_pickup"),
     # Done inside other services (cleanup is a library smtpd and pickup call),
     # or not needed by mailhorn's design.

@@ -35,6 +35,14 @@ COMMANDS: dict[str, str] = {
     "user": "mailhorn.cli.directory:run_user",
     "alias": "mailhorn.cli.directory:run_alias",
     "transport": "mailhorn.cli.directory:run_transport",
+    "start": "mailhorn.cli.control:run_start",
+    "start-fg": "mailhorn.cli.control:run_start_fg",
+    "stop": "mailhorn.cli.control:run_stop",
+    "abort": "mailhorn.cli.control:run_abort",
+    "reload": "mailhorn.cli.control:run_reload",
+    "status": "mailhorn.cli.control:run_status",
+    "check": "mailhorn.cli.control:run_check",
+    "flush": "mailhorn.cli.control:run_flush",
 }
 
 USAGE = "usage: mailhorn [-c config_dir] command [args...]\ncommands: " + " ".join(sorted(COMMANDS))

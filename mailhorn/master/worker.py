@@ -160,7 +160,8 @@ async def _serve(spec: WorkerSpec, lock_fd: int) -> int:
             log.error(f"service {planned.service.key}: cannot load {planned.entry.target}: {exc}")
             continue
         for sock in sockets:
-            network.append(asyncio.create_task(serve(sock, planned.config, runtime, planned.service)))
+            coro = serve(sock, planned.config, runtime, planned.service)
+            network.append(asyncio.create_task(_as_program(planned.service.command, coro)))
     singletons: list[asyncio.Task[None]] = []
     if spec.index == 0:
         singletons.append(asyncio.create_task(_run_singletons(spec, runtime, lock_fd)))
@@ -197,6 +198,12 @@ async def _serve(spec: WorkerSpec, lock_fd: int) -> int:
     return status
 
 
+async def _as_program(program: str, coro: Coroutine[Any, Any, None]) -> None:
+    """Run a service with log records named after its master.cf command."""
+    log.set_program(program)
+    await coro
+
+
 async def _run_singletons(spec: WorkerSpec, runtime: Runtime, lock_fd: int) -> None:
     """Prepare the queue, take the singleton lock, run pickup (and later qmgr)."""
     await asyncio.to_thread(fcntl.flock, lock_fd, fcntl.LOCK_EX)
@@ -208,7 +215,7 @@ async def _run_singletons(spec: WorkerSpec, runtime: Runtime, lock_fd: int) -> N
         except ImportError as exc:
             log.error(f"service {planned.service.key}: cannot load {planned.entry.target}: {exc}")
             continue
-        tasks.append(asyncio.create_task(run(planned.config, runtime)))
+        tasks.append(asyncio.create_task(_as_program(planned.service.command, run(planned.config, runtime))))
     try:
         if tasks:
             await asyncio.gather(*tasks)
