@@ -57,9 +57,11 @@ class Setup:
         return QueueManager(self.config, self.runtime, now=clock or time.time)
 
     def submit(self, *recipients: str, sender: str = "a@example.org", body: bytes = BODY,
-               notify: DsnNotify | None = None, when: float | None = None) -> str:
+               notify: DsnNotify | None = None, when: float | None = None,
+               created: float | None = None) -> str:
         with self.store.writer(arrival=when) as writer:
-            writer.create_time(int(when if when is not None else time.time()))
+            stamp = created if created is not None else when
+            writer.create_time(int(stamp if stamp is not None else time.time()))
             writer.sender(sender)
             for rcpt in recipients:
                 writer.recipient(rcpt, orig_rcpt=rcpt, dsn_notify=notify)
