@@ -26,7 +26,9 @@ def test_backoff_follows_time_in_queue_then_expires(tmp_path: Path) -> None:
     clock = Clock()
     queue_id = s.submit("z@example.com", when=clock.t)
     qm = s.manager(clock)
-    path = lambda: s.store.path("deferred", queue_id)  # noqa: E731
+
+    def path() -> str:
+        return s.store.path("deferred", queue_id)
 
     async def attempt(queue: str, expect: int) -> None:
         assert await qm.scan(queue) == expect
