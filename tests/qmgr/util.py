@@ -90,7 +90,7 @@ class Setup:
 
 def make_setup(tmp_path: Path, main_cf: str = "", master_cf: str = MASTER_CF) -> Setup:
     conf = tmp_path / "etc"
-    conf.mkdir(exist_ok=True)
+    conf.mkdir(parents=True, exist_ok=True)
     queue = tmp_path / "queue"
     (conf / "main.cf").write_text(
         f"queue_directory = {queue}\n"
