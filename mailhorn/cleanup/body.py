@@ -104,7 +104,7 @@ class ContentState:
     def __init__(self, *, settings: Settings, request: CleanupRequest, writer: QueueWriter,
                  checks: ContentChecks, add_headers: bool, rewrite_local: bool,
                  content_filter: str, envelope: Callable[[QueueWriter, ContentState], None],
-                 arrival: float, uid: int) -> None:
+                 arrival: float, uid: int, header_map: Callable[[str], str] | None = None) -> None:
         self.s = settings
         self.req = request
         self.writer = writer
@@ -116,6 +116,8 @@ class ContentState:
         self._envelope = envelope
         self.arrival = arrival
         self.uid = uid
+        self.header_map = header_map
+        """Rewrites the addresses of one primary header (cleanup's address mapping)."""
         local = request.source is not Source.SMTPD
         self.sender = qualify(request.sender, settings.myorigin) if local else request.sender
         self.recipients = [
@@ -165,6 +167,10 @@ class ContentState:
                 self.req.client, myhostname=self.s.myhostname, mail_name=self.s.mail_name,
                 queue_id=self.queue_id, recipients=[r.address for r in self.req.recipients],
                 arrival=self.arrival, sasl_header=self.s.sasl_header, tls_header=self.s.tls_header)
+        elif self.req.source is Source.BOUNCE:
+            # Notices made by the mail system itself name no submitting user.
+            lines = [f"Received: by {self.s.myhostname} ({self.s.mail_name})",
+                     f"\tid {self.queue_id}; {mail_date(self.arrival)}"]
         else:
             lines = pickup_received(myhostname=self.s.myhostname, mail_name=self.s.mail_name,
                                     queue_id=self.queue_id, uid=self.uid, arrival=self.arrival)
@@ -276,6 +282,8 @@ class ContentState:
             if lower in self.s.drop_headers:
                 self.headers_seen.add(lower)
                 return
+            if self.header_map is not None:
+                output = [self.header_map(out) for out in output]
             for out in output:
                 self.headers_seen.add((header_name(out) or "").lower())
             self._emit_header(output)

@@ -42,11 +42,23 @@ checks can still change them. A ``REDIRECT`` replaces the recipients with
 its address here (Postfix stores it for the queue manager, with the same
 effect on delivery).
 
-Virtual alias expansion (``virtual_alias_maps``) and canonical/masquerade
-rewriting belong in this step as in Postfix; they arrive with delivery, and
-``receive_override_options = no_address_mappings`` will switch them off
-there. ``no_header_body_checks`` is honoured here; ``no_milters`` and
-``no_unknown_recipient_checks`` concern smtpd.
+Addresses (:mod:`mailhorn.cleanup.mapping`), as Postfix's cleanup does:
+the envelope sender and recipients are completed in the ``local`` rewrite
+context; canonical maps and masquerading change them, and virtual alias
+expansion (``virtual_alias_maps``) replaces each recipient by the list it
+stands for, unless ``receive_override_options`` has
+``no_address_mappings``; the message's sender and recipient headers are
+rewritten in the header context (``local`` for local submission and
+``local_header_rewrite_clients``, else ``remote`` when
+``remote_header_rewrite_domain`` is set). A virtual alias table that
+fails refuses the message with ``451 4.3.0``, an expansion beyond
+``virtual_alias_expansion_limit``/``virtual_alias_recursion_limit`` with
+``451 4.6.0 Alias expansion error``; either way no queue file is kept and
+the client tries again. Duplicate recipients are written once.
+``no_header_body_checks`` is honoured here; ``no_milters`` and
+``no_unknown_recipient_checks`` concern smtpd. Notices from the mail system
+itself (``Source.BOUNCE``) skip the header and body checks but are mapped,
+as Postfix's internal mail is.
 
 Parameters read: ``myhostname``, ``myorigin``, ``mail_name``,
 ``header_size_limit``, ``line_length_limit``, ``hopcount_limit``,
@@ -58,7 +70,8 @@ Parameters read: ``myhostname``, ``myorigin``, ``mail_name``,
 ``header_from_format``, ``enable_original_recipient``,
 ``enable_long_queue_ids``, ``receive_override_options``, ``content_filter``,
 ``smtpd_sasl_authenticated_header``, ``smtpd_tls_received_header``,
-``detect_8bit_encoding_header``.
+``detect_8bit_encoding_header``, and the address mapping parameters of
+:mod:`mailhorn.cleanup.mapping`.
 
 Log lines (Postfix's): ``QUEUEID: message-id=<...>``, the header/body check
 action lines of :mod:`mailhorn.cleanup.headers`, ``warning: QUEUEID:
@@ -73,15 +86,20 @@ import time
 from mailhorn import log
 from mailhorn.cleanup.body import ContentState
 from mailhorn.cleanup.headers import ContentChecks
+from mailhorn.address.virtual import VirtualAliasError
 from mailhorn.cleanup.local_clients import LocalClients
+from mailhorn.cleanup.mapping import AddressMapping
 from mailhorn.cleanup.request import CleanupRequest, CleanupResult, Outcome, Source
 from mailhorn.cleanup.settings import Settings
 from mailhorn.config.load import Config
 from mailhorn.config.maincf import split_list
-from mailhorn.queue.queuefile import DsnRet
+from mailhorn.queue.queuefile import DsnNotify, DsnRet
 from mailhorn.queue.store import QueueStore, QueueWriteError, QueueWriter
 from mailhorn.smtp.reply import Reply
 from mailhorn.tables.base import TableRetry
+
+#: One recipient to write: (address, DSN ORCPT, NOTIFY, original recipient).
+Recipient = tuple[str, "str | None", "DsnNotify | None", "str | None"]
 
 #: Reply when a check table cannot be read (Postfix: CLEANUP_STAT_WRITE).
 LOOKUP_FAILED = Reply.of(451, "4.3.0", "Error: queue file write error")
@@ -97,6 +115,7 @@ class Cleanup:
         self.settings = Settings.from_config(config)
         self.checks = ContentChecks.from_config(config)
         self.local_clients = LocalClients(config)
+        self.mapping = AddressMapping(config)
 
     def open(self, request: CleanupRequest) -> CleanupSession:
         """Start one message (see :class:`CleanupSession`)."""
@@ -117,6 +136,7 @@ class CleanupSession:
         self._state: ContentState | None = None
         self._closed = False
         self._error: QueueWriteError | TableRetry | None = None
+        self._maps = True
 
     # -- protocol ---------------------------------------------------------
     async def start(self) -> str:
@@ -125,7 +145,13 @@ class CleanupSession:
             self._writer = await self._svc.store.awriter(self.arrival)
             self.queue_id = self._writer.queue_id
             self._state = self._new_state(self._writer)
-            self._state.begin()
+            try:
+                self._state.sender = self._svc.mapping.envelope(
+                    self._state.sender, "envelope_sender", maps=self._maps)
+                self._state.begin()
+            except TableRetry as exc:
+                self._error = exc
+                self._closed = True
         return self._writer.queue_id
 
     async def write(self, data: bytes) -> None:
@@ -213,7 +239,13 @@ class CleanupSession:
         if state.discard or self.request.actions.discard is not None:
             writer.abort()
             return CleanupResult(Outcome.DISCARDED, self.queue_id)
-        recipients = state.final_recipients()
+        try:
+            recipients = self._map_recipients(state)
+        except TableRetry as exc:
+            return self._failed(LOOKUP_FAILED, f"{self.queue_id}: {exc}")
+        except VirtualAliasError as exc:
+            return self._failed(Reply.of(451, exc.status, exc.reason),
+                                f"{self.queue_id}: virtual alias expansion: {exc.reason}")
         if not recipients:
             writer.abort()
             return CleanupResult(Outcome.REJECTED, self.queue_id, NO_RECIPIENTS)
@@ -239,6 +271,31 @@ class CleanupSession:
             self._writer.abort()
 
     # -- helpers ------------------------------------------------------------
+    def _map_recipients(self, state: ContentState) -> list[Recipient]:
+        """The recipients to write: rewritten, canonicalized, virtual-aliased, each once.
+
+        A ``REDIRECT`` target is written as given (Postfix hands it to the
+        queue manager unmapped). Raises TableRetry or VirtualAliasError.
+        """
+        recipients = state.final_recipients()
+        if state.redirect or self.request.actions.redirect:
+            return recipients
+        mapping = self._svc.mapping
+        dups = mapping.duplicates()
+        expand = self._maps and bool(mapping.virtual)
+        out: list[Recipient] = []
+        for address, orcpt, notify, original in recipients:
+            mapped = mapping.envelope(address, "envelope_recipient", maps=self._maps)
+            finals = mapping.expand(mapped) if expand else [mapped]
+            for final in finals:
+                # Postfix's been_here keys: recipient and NOTIFY after expansion,
+                # the whole recipient description without it.
+                key = (f"{final}\n{int(notify or 0)}" if expand
+                       else f"{final}\n{int(notify or 0)}\n{orcpt or ''}\n{original or ''}")
+                if dups.first_time(key):
+                    out.append((final, orcpt, notify, original))
+        return out
+
     def _failed(self, reply: Reply, why: str) -> CleanupResult:
         log.warning(why, program="cleanup")
         if self._writer is not None:
@@ -250,9 +307,20 @@ class CleanupSession:
         settings = self.settings
         options = (frozenset(o.lower() for o in req.receive_override_options)
                    if req.receive_override_options is not None else settings.override_options)
-        checks = ContentChecks.none() if "no_header_body_checks" in options else self._svc.checks
+        internal = req.source is Source.BOUNCE
+        checks = (ContentChecks.none() if "no_header_body_checks" in options or internal
+                  else self._svc.checks)
+        self._maps = "no_address_mappings" not in options
         local = req.source is not Source.SMTPD
         add_headers = local or settings.always_add or self._svc.local_clients.match(req.client)
+        mapping = self._svc.mapping
+        context = mapping.header_context(local or self._svc.local_clients.match(req.client))
+        maps = self._maps
+
+        def header_map(text: str) -> str:
+            assert context is not None
+            return mapping.header(text, context, maps=maps)
+
         content_filter = req.content_filter if req.content_filter is not None else settings.content_filter
         if req.actions.filter:
             content_filter = req.actions.filter
@@ -261,6 +329,7 @@ class CleanupSession:
             add_headers=add_headers, rewrite_local=add_headers,
             content_filter=content_filter, envelope=self._write_envelope,
             arrival=self.arrival, uid=req.submit_uid if req.submit_uid is not None else os.getuid(),
+            header_map=header_map if context is not None else None,
         )
 
     def _write_envelope(self, writer: QueueWriter, state: ContentState) -> None:
