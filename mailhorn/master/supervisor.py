@@ -53,8 +53,6 @@ from mailhorn.master.worker import WorkerSpec, preload, worker_main
 from mailhorn.queue.store import QUEUE_NAMES, QueueError, QueueStore
 from mailhorn.services import Planned, ServicePlan, plan, read_services
 
-DEFAULT_WORKER_COUNT = 1
-DEFAULT_DRAIN_TIME = 10.0
 #: A worker that ran this long before dying is restarted without delay.
 STABLE_AFTER = 10.0
 KILL_GRACE = 5.0
@@ -66,27 +64,16 @@ class StartError(Exception):
 
 def worker_count(config: Config) -> int:
     """``master_worker_count``: worker processes accepting connections (default 1)."""
-    raw = config.raw("master_worker_count")
-    if raw is None or not raw.strip():
-        return DEFAULT_WORKER_COUNT
-    value = config.expand(raw, "master_worker_count").strip()
-    if not value.isdigit() or int(value) < 1:
+    value = config.int("master_worker_count")
+    if value < 1:
         raise ConfigError(f"bad numerical configuration: master_worker_count = {value}",
                           param="master_worker_count")
-    return int(value)
+    return value
 
 
 def drain_time(config: Config) -> float:
     """``master_drain_time``: how long stopping workers may finish sessions (default 10s)."""
-    raw = config.raw("master_drain_time")
-    if raw is None or not raw.strip():
-        return DEFAULT_DRAIN_TIME
-    value = config.expand(raw, "master_drain_time").strip().lower()
-    units = {"s": 1, "m": 60, "h": 3600}
-    number, unit = (value[:-1], value[-1]) if value[-1:] in units else (value, "s")
-    if not number.isdigit():
-        raise ConfigError(f"invalid time value: master_drain_time = {value}", param="master_drain_time")
-    return float(int(number) * units[unit])
+    return float(config.time("master_drain_time"))
 
 
 @dataclass

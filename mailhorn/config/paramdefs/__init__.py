@@ -14,6 +14,7 @@ from mailhorn.config.paramdefs import (
     core,
     invented,
     local,
+    mailaccess,
     master,
     milter,
     paths,
@@ -54,5 +55,6 @@ ALL = (
     *smtp.PARAMS,
     *invented.PARAMS,
     *access.PARAMS,
+    *mailaccess.PARAMS,
     *vda.PARAMS,
 )
