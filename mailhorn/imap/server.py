@@ -8,7 +8,7 @@ gives open sessions :data:`SHUTDOWN_GRACE` seconds before cancelling them.
 master.cf lines::
 
     imap   inet  n  -  n  -  -  imapd
-    imaps  inet  n  -  n  -  -  imapd -o imapd_tls_wrappermode=yes
+    imaps  inet  n  -  n  -  -  imapd -o imap_tls_wrappermode=yes
 
 A session feeds the sans-I/O :class:`~mailhorn.imap.codec.ImapCodec` and
 dispatches each command through :data:`mailhorn.imap.handlers.HANDLERS`
@@ -19,10 +19,12 @@ updates go out before the tagged answer.
 
 Greeting: ``* OK [CAPABILITY …] mailhorn ready.`` (``login_greeting``).
 Capabilities before login: ``IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+``,
-``STARTTLS`` while TLS is possible, ``AUTH=…`` for the mechanisms that may
-be used, ``LOGINDISABLED`` where plaintext logins are refused
-(``disable_plaintext_auth``; TLS and loopback clients are secure, as in
-Dovecot). After login: also ``NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN
+``STARTTLS`` while TLS is possible (``ssl``), ``AUTH=…`` for the mechanisms
+that may be used, ``LOGINDISABLED`` where plaintext logins are refused
+(``disable_plaintext_auth``: TLS and loopback clients connecting to the
+address they came from are secured, as in Dovecot; ``ssl = required``:
+everyone before STARTTLS). The TLS and secured-connection rules are
+pop3d's too (:mod:`mailhorn.mailaccess`). After login: also ``NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN
 LIST-EXTENDED SPECIAL-USE QUOTA`` and ``APPENDLIMIT=n``.
 
 Logs, in Dovecot's words (program ``imap-login`` before login and
@@ -32,7 +34,7 @@ Logs, in Dovecot's words (program ``imap-login`` before login and
     imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<u>, method=PLAIN, rip=…, lip=…
     imap(u): Disconnected: Logged out in=… out=…
 
-Timeouts: ``imapd_login_timeout`` before login, ``imapd_autologout``
+Timeouts: ``imap_login_timeout`` before login, ``imap_idle_timeout``
 after (RFC 3501 §5.4: at least 30 minutes), then ``* BYE``.
 
 Parameters read: those of :class:`mailhorn.imap.state.ImapSettings`, of
@@ -48,7 +50,6 @@ answers; anything unexpected is logged with a traceback and answered
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 import socket
 import time
@@ -57,7 +58,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mailhorn import log
+from mailhorn import log, mailaccess
 from mailhorn.auth import sasl
 from mailhorn.auth.passdb import AuthResult, AuthStatus, Authenticator
 from mailhorn.auth.userdb import UserDB, UserdbError, UserInfo
@@ -109,20 +110,6 @@ class ImapService:
                    service_name)
 
 
-def _address(sockaddr: object) -> str:
-    if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
-        addr = str(sockaddr[0])
-        return addr[7:] if addr.startswith("::ffff:") and "." in addr else addr
-    return ""
-
-
-def _loopback(addr: str) -> bool:
-    try:
-        return ipaddress.ip_address(addr).is_loopback
-    except ValueError:
-        return False
-
-
 async def serve(listener: socket.socket, config: Config, runtime: Runtime, service: Service) -> None:
     """Accept IMAP clients on ``listener`` until cancelled (master.cf command ``imapd``)."""
     shared = ImapService.build(config, service.name)
@@ -151,15 +138,17 @@ async def serve(listener: socket.socket, config: Config, runtime: Runtime, servi
 
 async def _connection(shared: ImapService, sock: socket.socket, peer: object) -> None:
     log.set_program("imap-login")
-    rip = _address(peer)
+    rip = mailaccess.peer_address(peer)
     try:
-        lip = _address(sock.getsockname())
+        lip = mailaccess.peer_address(sock.getsockname())
     except OSError:
         lip = ""
     sock.setblocking(False)
-    wrapper = shared.settings.wrappermode
-    context = shared.settings.tls_context if wrapper else None
-    if wrapper and context is None:
+    tls = shared.settings.tls
+    context = tls.context if tls.wrappermode else None
+    if tls.wrappermode and context is None:
+        log.info(f"Disconnected (no auth attempts in 0 secs): user=<>, rip={rip}, lip={lip}, "
+                 "TLS handshaking: no usable server certificate")
         sock.close()
         return
     try:
@@ -197,19 +186,18 @@ class ImapSession:
 
     @property
     def secured(self) -> bool:
-        """TLS, or a loopback client (Dovecot's ``secured``)."""
-        return self.state.tls or _loopback(self.rip)
+        """TLS, or a loopback client connecting to the address it came from (Dovecot's ``secured``)."""
+        return self.state.tls or mailaccess.secured_peer(self.rip, self.lip)
 
     @property
     def plaintext_allowed(self) -> bool:
-        if self.settings.tls_level == "encrypt" and not self.state.tls:
-            return False
-        return self.secured or not self.settings.disable_plaintext_auth
+        return mailaccess.plaintext_allowed(self.settings.tls, tls_active=self.state.tls,
+                                            secured=self.secured,
+                                            disable_plaintext_auth=self.settings.disable_plaintext_auth)
 
     @property
     def starttls_offered(self) -> bool:
-        return (self.settings.tls_context is not None and not self.state.tls
-                and self.settings.tls_level != "none")
+        return self.settings.tls.starttls_offered(self.state.tls)
 
     @property
     def user(self) -> UserInfo:
@@ -313,7 +301,7 @@ class ImapSession:
 
     async def start_tls(self) -> None:
         """After ``OK Begin TLS negotiation now.``: drop what came after the command, handshake."""
-        context = self.settings.tls_context
+        context = self.settings.tls.context
         assert context is not None
         await self.drain()
         self.codec.start_tls()
@@ -354,7 +342,8 @@ class ImapSession:
         self.state.user = info
         self.state.phase = Phase.AUTHENTICATED
         self.login_user = info.login
-        extra = ", TLS" if self.state.tls else (", secured" if self.secured else "")
+        flag = mailaccess.security_flag(self.state.tls, self.secured)
+        extra = f", {flag}" if flag else ""
         log.info(f"Login: user=<{info.login}>, method={method}, rip={self.rip}, lip={self.lip}, "
                  f"mpid={os.getpid()}{extra}")
         log.set_program(f"imap({info.login})")
@@ -406,7 +395,8 @@ class ImapSession:
             log.info(f"Disconnected: {reason} in={self.state.bytes_in} out={self.state.bytes_out}")
             return
         secs = int(time.monotonic() - self.started)
-        tls = ", TLS" if self.state.tls else ""
+        flag = mailaccess.security_flag(self.state.tls, self.secured)
+        tls = f", {flag}" if flag else ""
         if self.state.auth_attempts:
             log.info(f"Disconnected (auth failed, {self.state.auth_attempts} attempts in {secs} secs): "
                      f"user=<{self.login_user}>, method={self.state.method}, rip={self.rip}, "

@@ -11,16 +11,17 @@ What it does
 
     :class:`ImapSettings` reads the service's parameters once, when the
     service starts. Postfix has no IMAP server, so the names are Dovecot's
-    where Dovecot has a flat name, and follow Postfix's per-program
-    ``smtpd_tls_*`` pattern for TLS:
+    where Dovecot has one, shared with pop3d where Dovecot shares them
+    (all declared in the parameter registry):
 
     ``imap_max_line_length`` (Dovecot, 64k)
         longest command line; literals count against it (codec).
     ``login_greeting`` (Dovecot; default ``mailhorn ready.``)
         the text after ``* OK [CAPABILITY …]``.
     ``disable_plaintext_auth`` (Dovecot, yes)
-        LOGIN and AUTHENTICATE PLAIN/LOGIN only over TLS or from loopback;
-        otherwise the capability list says ``LOGINDISABLED``.
+        LOGIN and AUTHENTICATE PLAIN/LOGIN only over TLS or from a secured
+        (loopback) client; otherwise the capability list says
+        ``LOGINDISABLED``.
     ``auth_mechanisms`` (Dovecot, ``plain``)
         the ``AUTH=`` capabilities.
     ``imap_idle_notify_interval`` (Dovecot, 2m)
@@ -29,18 +30,15 @@ What it does
         how often IDLE rescans the Maildir for changes made by other
         processes (a cheap look at the ``new/`` and ``cur/`` directories
         happens every second).
-    ``imapd_autologout`` (mailhorn, 30m; RFC 3501 §5.4 minimum) and
-    ``imapd_login_timeout`` (mailhorn, 60s)
+    ``imap_idle_timeout`` (mailhorn, 30m; RFC 3501 §5.4 minimum) and
+    ``imap_login_timeout`` (mailhorn, 3m)
         how long an authenticated / a not yet authenticated client may stay
         silent before ``* BYE``.
-    ``imapd_tls_cert_file``, ``imapd_tls_key_file`` (mailhorn; default
-    ``$smtpd_tls_cert_file`` and ``$smtpd_tls_key_file``)
-        the server certificate and key; per service with master.cf ``-o``.
-    ``imapd_tls_security_level`` (mailhorn; ``may``)
-        ``none`` offers no STARTTLS, ``may`` offers it, ``encrypt`` refuses
-        every login before STARTTLS.
-    ``imapd_tls_wrappermode`` (mailhorn; ``no``)
-        TLS from the first byte (imaps, port 993).
+    ``ssl``, ``ssl_cert``, ``ssl_key``, ``ssl_min_protocol`` (Dovecot) and
+    ``imap_tls_wrappermode`` (mailhorn; imaps, port 993)
+        STARTTLS and TLS on connect, read by
+        :func:`mailhorn.mailaccess.tls_settings`; ``ssl = required``
+        refuses plaintext logins before STARTTLS.
     APPENDLIMIT (RFC 7889)
         ``quota_max_mail_size`` (Dovecot) when set, else
         ``message_size_limit``; 0 means no limit.
@@ -48,48 +46,23 @@ What it does
 Errors
     :class:`~mailhorn.config.errors.ConfigError` from
     :meth:`ImapSettings.from_config` for a value that is not a number,
-    time or boolean.
+    size, time or boolean, or an unknown ``ssl`` or ``ssl_min_protocol``.
 """
 
 from __future__ import annotations
 
 import enum
-import re
-import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mailhorn import log
-from mailhorn.config.errors import ConfigError
+from mailhorn import mailaccess
 from mailhorn.config.load import Config
 from mailhorn.imap.commands import CommandSpec, State
+from mailhorn.mailaccess import TlsSettings
 
 if TYPE_CHECKING:
     from mailhorn.auth.userdb import UserInfo
     from mailhorn.imap.mailbox import SelectedMailbox
-
-DEFAULT_GREETING = "mailhorn ready."
-
-#: Defaults of the parameters the registry does not declare.
-DEFAULTS: dict[str, str] = {
-    "imap_max_line_length": "64k",
-    "login_greeting": DEFAULT_GREETING,
-    "disable_plaintext_auth": "yes",
-    "auth_mechanisms": "plain",
-    "imap_idle_notify_interval": "2m",
-    "mailbox_idle_check_interval": "30s",
-    "imapd_autologout": "30m",
-    "imapd_login_timeout": "60s",
-    "imapd_tls_cert_file": "$smtpd_tls_cert_file",
-    "imapd_tls_key_file": "$smtpd_tls_key_file",
-    "imapd_tls_security_level": "may",
-    "imapd_tls_wrappermode": "no",
-    "quota_max_mail_size": "",
-}
-
-_SIZE_RE = re.compile(r"^(\d+)\s*([kmg]?)b?$", re.IGNORECASE)
-_TIME_RE = re.compile(r"^(\d+)\s*([smhdw]?)$", re.IGNORECASE)
-_TIME_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class SessionClosed(Exception):
@@ -147,58 +120,6 @@ class SessionState:
 
 # --- settings -----------------------------------------------------------------------------
 
-def _raw(config: Config, name: str) -> str:
-    """The expanded value of ``name`` or of its default in :data:`DEFAULTS`."""
-    if config.raw(name) is None:
-        return config.expand(DEFAULTS.get(name, ""), name)
-    return config.get(name)
-
-
-def _bad(config: Config, name: str, value: str, what: str) -> ConfigError:
-    file, line = config.where(name)
-    return ConfigError(f"invalid {what} value: {name} = {value}", file=file, line=line, param=name)
-
-
-def _size(config: Config, name: str) -> int:
-    value = _raw(config, name).strip()
-    m = _SIZE_RE.match(value)
-    if m is None:
-        raise _bad(config, name, value, "size")
-    return int(m.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2).lower()]
-
-
-def _seconds(config: Config, name: str) -> float:
-    value = _raw(config, name).strip()
-    m = _TIME_RE.match(value)
-    if m is None:
-        raise _bad(config, name, value, "time")
-    return float(int(m.group(1)) * _TIME_UNITS[m.group(2).lower()])
-
-
-def _bool(config: Config, name: str) -> bool:
-    value = _raw(config, name).strip().lower()
-    if value not in ("yes", "no"):
-        raise _bad(config, name, value, "boolean")
-    return value == "yes"
-
-
-def _tls_context(config: Config) -> ssl.SSLContext | None:
-    cert = _raw(config, "imapd_tls_cert_file").strip().lstrip("<").strip()
-    key = _raw(config, "imapd_tls_key_file").strip().lstrip("<").strip() or cert
-    if not cert:
-        return None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.options |= ssl.OP_NO_COMPRESSION
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as exc:
-        log.warning(f"cannot load the server certificate or key: {exc}")
-        log.warning("No server certs available. TLS won't be enabled")
-        return None
-    return context
-
-
 @dataclass(frozen=True)
 class ImapSettings:
     """The parameters of one IMAP service (see the module text)."""
@@ -211,40 +132,27 @@ class ImapSettings:
     autologout: float
     login_timeout: float
     append_limit: int | None
-    tls_level: str
-    tls_context: ssl.SSLContext | None
-    wrappermode: bool
+    tls: TlsSettings
     hostname: str
 
     @classmethod
     def from_config(cls, config: Config) -> ImapSettings:
-        level = _raw(config, "imapd_tls_security_level").strip().lower() or "may"
-        if level not in ("none", "may", "encrypt"):
-            raise _bad(config, "imapd_tls_security_level", level, "TLS security level")
-        wrapper = _bool(config, "imapd_tls_wrappermode")
-        context = _tls_context(config) if level != "none" or wrapper else None
-        if wrapper and context is None:
-            log.warning("imapd_tls_wrappermode = yes without a usable certificate: "
-                        "connections will fail")
-        limit_text = _raw(config, "quota_max_mail_size").strip()
-        if limit_text:
-            limit = _size(config, "quota_max_mail_size")
+        if config.get("quota_max_mail_size").strip():
+            limit = mailaccess.size(config, "quota_max_mail_size")
         else:
-            limit = config.int("message_size_limit") if config.raw("message_size_limit") else 0
+            limit = config.int("message_size_limit")
         return cls(
-            max_line_length=max(_size(config, "imap_max_line_length"), 1024),
-            greeting=_raw(config, "login_greeting").strip() or DEFAULT_GREETING,
-            disable_plaintext_auth=_bool(config, "disable_plaintext_auth"),
-            idle_notify_interval=max(_seconds(config, "imap_idle_notify_interval"), 1.0),
-            idle_check_interval=max(_seconds(config, "mailbox_idle_check_interval"), 1.0),
-            autologout=max(_seconds(config, "imapd_autologout"), 1.0),
-            login_timeout=max(_seconds(config, "imapd_login_timeout"), 1.0),
+            max_line_length=max(mailaccess.size(config, "imap_max_line_length"), 1024),
+            greeting=config.get("login_greeting").strip(),
+            disable_plaintext_auth=config.bool("disable_plaintext_auth"),
+            idle_notify_interval=float(max(config.time("imap_idle_notify_interval"), 1)),
+            idle_check_interval=float(max(config.time("mailbox_idle_check_interval"), 1)),
+            autologout=float(max(config.time("imap_idle_timeout"), 1)),
+            login_timeout=float(max(config.time("imap_login_timeout"), 1)),
             append_limit=limit or None,
-            tls_level=level,
-            tls_context=context,
-            wrappermode=wrapper,
-            hostname=config.get("myhostname") if config.raw("myhostname") else "localhost",
+            tls=mailaccess.tls_settings(config, "imap_tls_wrappermode"),
+            hostname=config.get("myhostname") or "localhost",
         )
 
 
-__all__ = ["DEFAULTS", "ImapSettings", "Phase", "SessionClosed", "SessionState", "allowed", "refusal"]
+__all__ = ["ImapSettings", "Phase", "SessionClosed", "SessionState", "allowed", "refusal"]

@@ -26,29 +26,32 @@ What it does
     (pop3s, port 995).  After ``STLS`` every byte the client sent in
     plaintext behind the command is discarded unread (RFC 2595 §4).
     Plaintext logins (USER/PASS, PLAIN, LOGIN) are refused before TLS
-    unless the client is on loopback or ``disable_plaintext_auth = no``;
-    ``ssl = required`` refuses every login before TLS except from loopback.
+    unless the client is secured (on loopback, connecting to the address it
+    came from) or ``disable_plaintext_auth = no``; ``ssl = required``
+    refuses them before TLS from every client.  These rules are imapd's
+    too (:mod:`mailhorn.mailaccess`).
 
-    Logs are Dovecot 2.3's lines after the program tag, so tools that read
-    Dovecot's log find what they know::
+    Logs are Dovecot 2.3's texts under Dovecot's program names,
+    ``pop3-login`` before login and ``pop3(USER)`` after, as imapd's are
+    ``imap-login`` and ``imap(USER)``, so tools that read Dovecot's log
+    find what they know::
 
         pop3-login: Login: user=<u>, method=PLAIN, rip=1.2.3.4, lip=5.6.7.8, mpid=812, TLS, session=<…>
         pop3-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<u>, method=PLAIN, rip=…, lip=…, session=<…>
-        pop3(u)<812><…>: Disconnected: Logged out top=0/0, retr=1/123, del=1/3, size=456
+        pop3(u): Disconnected: Logged out top=0/0, retr=1/123, del=1/3, size=456
 
 Parameters read
-    ``login_greeting`` (Dovecot; default ``mailhorn ready.``),
-    ``auth_mechanisms``, ``disable_plaintext_auth``, ``ssl`` (Dovecot:
-    ``yes``, ``no``, ``required``), ``ssl_cert`` and ``ssl_key`` (Dovecot's
-    names; plain paths, a leading ``<`` as in dovecot.conf is accepted;
-    default ``$smtpd_tls_cert_file`` and ``$smtpd_tls_key_file``),
-    ``ssl_min_protocol`` (Dovecot; ``TLSv1.2``), ``pop3_tls_wrappermode``
-    (mailhorn), ``pop3_lock_session`` (Dovecot; mailhorn defaults to
-    ``yes``), ``pop3_uidl_format`` (Dovecot; ``%08Xu%08Xv``),
-    ``pop3_logout_format`` (Dovecot; ``top=%t/%p, retr=%r/%b, del=%d/%m,
-    size=%s``), ``pop3_login_timeout`` (mailhorn; ``3m``, Dovecot's fixed
-    login timeout), ``pop3_idle_timeout`` (mailhorn; ``10m``, the RFC 1939
-    §3 autologout), ``myhostname``, and those of
+    All declared in the parameter registry: ``login_greeting`` (Dovecot;
+    default ``mailhorn ready.``), ``auth_mechanisms``,
+    ``disable_plaintext_auth``, ``ssl``, ``ssl_cert``, ``ssl_key``,
+    ``ssl_min_protocol`` (Dovecot's names, shared with imapd; see
+    :mod:`mailhorn.mailaccess`), ``pop3_tls_wrappermode`` (mailhorn),
+    ``pop3_lock_session`` (Dovecot; mailhorn defaults to ``yes``),
+    ``pop3_uidl_format`` (Dovecot; ``%08Xu%08Xv``), ``pop3_logout_format``
+    (Dovecot; ``top=%t/%p, retr=%r/%b, del=%d/%m, size=%s``),
+    ``pop3_login_timeout`` (mailhorn; ``3m``, Dovecot's fixed login
+    timeout), ``pop3_idle_timeout`` (mailhorn; ``10m``, the RFC 1939 §3
+    autologout), ``myhostname``, and those of
     :class:`~mailhorn.auth.passdb.Authenticator` and
     :class:`~mailhorn.auth.userdb.UserDB`.
 
@@ -62,23 +65,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ipaddress
 import os
 import re
 import socket
 import ssl
 import time
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mailhorn import log
+from mailhorn import log, mailaccess
 from mailhorn.auth import sasl
 from mailhorn.auth.passdb import AuthStatus, Authenticator
 from mailhorn.auth.userdb import UserDB, UserdbError
 from mailhorn.config.errors import ConfigError
 from mailhorn.config.load import Config
 from mailhorn.config.mastercf import Service
+from mailhorn.mailaccess import TlsSettings
 from mailhorn.mailstore.errors import LockTimeout, MailstoreError, NoSuchMessage
 from mailhorn.mailstore.maildir import CHUNK
 from mailhorn.pop3.codec import TERMINATOR, Command, LineTooLong, MessageEncoder, Pop3Decoder, err
@@ -91,90 +93,21 @@ from mailhorn.runtime import Runtime
 from mailhorn.smtpd.stream import Connection, accept_connection
 from mailhorn.tables.base import TableRetry
 
-__all__ = ["DEFAULTS", "SHUTDOWN_GRACE", "Pop3Settings", "serve"]
+__all__ = ["LOGIN_PROGRAM", "SHUTDOWN_GRACE", "Pop3Settings", "serve"]
 
 #: Seconds open sessions get to finish after the service is told to stop.
 SHUTDOWN_GRACE = 10.0
 #: Dovecot waits this long for another session's POP3 lock before answering [IN-USE].
 LOCK_WAIT = 10.0
-#: The program name of the service's log records (master.cf's command).
-PROGRAM = "pop3d"
+#: The program name of log records before login (Dovecot's login process).
+LOGIN_PROGRAM = "pop3-login"
 
-#: Defaults of the parameters this service reads, used while the registry lacks them.
-DEFAULTS: dict[str, str] = {
-    "login_greeting": "mailhorn ready.",
-    "ssl": "yes",
-    "ssl_cert": "$smtpd_tls_cert_file",
-    "ssl_key": "$smtpd_tls_key_file",
-    "ssl_min_protocol": "TLSv1.2",
-    "pop3_tls_wrappermode": "no",
-    "pop3_lock_session": "yes",
-    "pop3_uidl_format": "%08Xu%08Xv",
-    "pop3_logout_format": "top=%t/%p, retr=%r/%b, del=%d/%m, size=%s",
-    "pop3_login_timeout": "3m",
-    "pop3_idle_timeout": "10m",
-}
-
-_TIME_RE = re.compile(r"^(\d+)([smhdw]?)$", re.IGNORECASE)
-_TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_PROTOCOLS = {
-    "TLSV1": ssl.TLSVersion.TLSv1, "TLSV1.1": ssl.TLSVersion.TLSv1_1,
-    "TLSV1.2": ssl.TLSVersion.TLSv1_2, "TLSV1.3": ssl.TLSVersion.TLSv1_3,
-}
 _LOGOUT_VAR = re.compile(r"%([tprbdms%])")
 
 
-def _setting(config: Config, name: str) -> str:
-    if config.raw(name) is None:
-        return config.expand(DEFAULTS[name], name)
-    return config.get(name)
-
-
-def _bad(config: Config, name: str, what: str) -> ConfigError:
-    file, line = config.where(name)
-    return ConfigError(f"{what}: {name} = {_setting(config, name)}", file=file, line=line, param=name)
-
-
-def _bool(config: Config, name: str) -> bool:
-    value = _setting(config, name).strip().lower()
-    if value not in ("yes", "no"):
-        raise _bad(config, name, "bad boolean configuration")
-    return value == "yes"
-
-
-def _time(config: Config, name: str) -> float:
-    match = _TIME_RE.match(_setting(config, name).strip())
-    if match is None:
-        raise _bad(config, name, "invalid time value")
-    return float(int(match.group(1)) * _TIME_UNITS[(match.group(2) or "s").lower()])
-
-
-def _path(value: str) -> str:
-    """A certificate path; dovecot.conf's ``<file`` form is accepted."""
-    value = value.strip()
-    return value[1:].strip() if value.startswith("<") else value
-
-
-def _tls_context(config: Config) -> ssl.SSLContext | None:
-    cert = _path(_setting(config, "ssl_cert"))
-    key = _path(_setting(config, "ssl_key")) or cert
-    if not cert:
-        return None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.options |= ssl.OP_NO_COMPRESSION
-    try:
-        context.load_cert_chain(cert, key)
-    except (OSError, ssl.SSLError) as exc:
-        log.warning(f"cannot load the POP3 server certificate or key: {exc}; TLS won't be enabled")
-        return None
-    minimum = _setting(config, "ssl_min_protocol").strip().upper()
-    if minimum in _PROTOCOLS:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            context.minimum_version = _PROTOCOLS[minimum]
-    else:
-        raise _bad(config, "ssl_min_protocol", "unknown protocol")
-    return context
+def session_program(user: str) -> str:
+    """The program name of a logged-in session's log records (Dovecot's ``pop3(user)``)."""
+    return f"pop3({user})"
 
 
 @dataclass(frozen=True)
@@ -183,44 +116,33 @@ class Pop3Settings:
 
     greeting: str
     mechanisms: tuple[str, ...]
-    ssl_mode: str
-    tls: ssl.SSLContext | None
-    wrappermode: bool
+    tls: TlsSettings
     lock_session: bool
     uidl_format: str
     logout_format: str
     login_timeout: float
     idle_timeout: float
-    plaintext_everywhere: bool
+    disable_plaintext_auth: bool
     hostname: str
 
     @classmethod
     def from_config(cls, config: Config) -> Pop3Settings:
-        ssl_mode = _setting(config, "ssl").strip().lower()
-        if ssl_mode not in ("yes", "no", "required"):
-            raise _bad(config, "ssl", "bad ssl value (yes, no, required)")
-        tls = _tls_context(config) if ssl_mode != "no" else None
-        wrapper = _bool(config, "pop3_tls_wrappermode")
-        if wrapper and tls is None:
-            raise _bad(config, "pop3_tls_wrappermode", "TLS on connect needs ssl_cert and ssl_key")
-        uidl_format = _setting(config, "pop3_uidl_format")
+        uidl_format = config.get("pop3_uidl_format")
         try:
             check_uidl_format(uidl_format)
         except ValueError as exc:
             file, line = config.where("pop3_uidl_format")
             raise ConfigError(str(exc), file=file, line=line, param="pop3_uidl_format") from None
         return cls(
-            greeting=_setting(config, "login_greeting"),
+            greeting=config.get("login_greeting"),
             mechanisms=tuple(sasl.mechanisms_from_config(config)),
-            ssl_mode=ssl_mode,
-            tls=tls,
-            wrappermode=wrapper,
-            lock_session=_bool(config, "pop3_lock_session"),
+            tls=mailaccess.tls_settings(config, "pop3_tls_wrappermode"),
+            lock_session=config.bool("pop3_lock_session"),
             uidl_format=uidl_format,
-            logout_format=_setting(config, "pop3_logout_format"),
-            login_timeout=_time(config, "pop3_login_timeout"),
-            idle_timeout=_time(config, "pop3_idle_timeout"),
-            plaintext_everywhere=sasl.plaintext_auth_allowed(config, False),
+            logout_format=config.get("pop3_logout_format"),
+            login_timeout=float(config.time("pop3_login_timeout")),
+            idle_timeout=float(config.time("pop3_idle_timeout")),
+            disable_plaintext_auth=config.bool("disable_plaintext_auth"),
             hostname=config.get("myhostname") or socket.gethostname(),
         )
 
@@ -235,21 +157,6 @@ class ServiceContext:
     runtime: Runtime | None
     service: str
     lock_wait: float
-
-
-def _address(sockaddr: object) -> str:
-    if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
-        addr = str(sockaddr[0])
-        return addr[7:] if addr.startswith("::ffff:") and "." in addr else addr
-    return ""
-
-
-def _loopback(client: str, server: str) -> bool:
-    """Dovecot's "secured" without TLS: the client connects from the address it reached."""
-    try:
-        return ipaddress.ip_address(client).is_loopback and client == server
-    except ValueError:
-        return False
 
 
 def logout_text(fmt: str, variables: Mapping[str, str]) -> str:
@@ -270,7 +177,7 @@ async def serve(listener: socket.socket, config: Config, runtime: Runtime, servi
             try:
                 conn_sock, peer = await loop.sock_accept(listener)
             except OSError as exc:
-                log.warning(f"accept connection: {exc.strerror or exc}", program=PROGRAM)
+                log.warning(f"accept connection: {exc.strerror or exc}")
                 await asyncio.sleep(0.1)
                 continue
             task = asyncio.create_task(Pop3Connection(ctx, conn_sock, peer).run())
@@ -299,9 +206,9 @@ class Pop3Connection:
     def __init__(self, ctx: ServiceContext, sock: socket.socket, peer: object) -> None:
         self.ctx = ctx
         self.sock = sock
-        self.rip = _address(peer)
+        self.rip = mailaccess.peer_address(peer)
         try:
-            self.lip = _address(sock.getsockname())
+            self.lip = mailaccess.peer_address(sock.getsockname())
         except OSError:
             self.lip = ""
         self.id = base64.b64encode(os.urandom(12)).decode("ascii")
@@ -314,17 +221,17 @@ class Pop3Connection:
     # -- options --------------------------------------------------------------------
     def _options(self) -> Pop3Options:
         s = self.ctx.settings
-        secured = self.tls or _loopback(self.rip, self.lip)
-        plaintext = secured or s.plaintext_everywhere
-        if s.ssl_mode == "required" and not secured:
-            plaintext = False
+        plaintext = mailaccess.plaintext_allowed(s.tls, tls_active=self.tls, secured=self._secured(),
+                                                 disable_plaintext_auth=s.disable_plaintext_auth)
         return Pop3Options(greeting=s.greeting, mechanisms=s.mechanisms, plaintext_allowed=plaintext,
-                           tls_available=s.tls is not None, tls_active=self.tls, hostname=s.hostname)
+                           tls_available=s.tls.starttls_offered(self.tls), tls_active=self.tls,
+                           hostname=s.hostname)
+
+    def _secured(self) -> bool:
+        return self.tls or mailaccess.secured_peer(self.rip, self.lip)
 
     def _flags(self) -> str:
-        if self.tls:
-            return "TLS"
-        return "secured" if _loopback(self.rip, self.lip) else ""
+        return mailaccess.security_flag(self.tls, self._secured())
 
     # -- I/O --------------------------------------------------------------------------
     async def _send(self, data: bytes) -> None:
@@ -366,13 +273,19 @@ class Pop3Connection:
         try:
             s = self.ctx.settings
             self.sock.setblocking(False)
-            context = s.tls if s.wrappermode else None
+            context = s.tls.context if s.tls.wrappermode else None
+            if s.tls.wrappermode and context is None:
+                log.info(f"Disconnected: Connection closed: no usable server certificate "
+                         f"(no auth attempts in 0 secs): user=<>, rip={self.rip}, lip={self.lip}, "
+                         f"session=<{self.id}>", program=LOGIN_PROGRAM)
+                self.sock.close()
+                return
             try:
                 self.conn = await accept_connection(self.sock, context, s.login_timeout)
             except (OSError, TimeoutError, ConnectionError) as exc:
-                log.info(f"pop3-login: Disconnected: Connection closed: SSL_accept() failed: {exc} "
+                log.info(f"Disconnected: Connection closed: SSL_accept() failed: {exc} "
                          f"(no auth attempts in 0 secs): user=<>, rip={self.rip}, lip={self.lip}, "
-                         f"session=<{self.id}>", program=PROGRAM)
+                         f"session=<{self.id}>", program=LOGIN_PROGRAM)
                 self.sock.close()
                 return
             self.tls = context is not None
@@ -416,7 +329,8 @@ class Pop3Connection:
                 self.sock.close()
 
     async def _start_tls(self, session: Pop3Session, action: StartTls) -> None:
-        assert self.conn is not None and self.ctx.settings.tls is not None
+        context = self.ctx.settings.tls.context
+        assert self.conn is not None and context is not None
         # Stop reading before the +OK goes out: what is buffered now was sent
         # before the client saw it and is thrown away (RFC 2595 §4), while the
         # ClientHello that follows the +OK stays in the socket for the handshake.
@@ -425,7 +339,7 @@ class Pop3Connection:
         self.decoder.start_tls()
         await self._send(action.data)
         try:
-            await self.conn.start_tls(self.ctx.settings.tls, self.ctx.settings.login_timeout)
+            await self.conn.start_tls(context, self.ctx.settings.login_timeout)
         except (OSError, TimeoutError, ConnectionError, ssl.SSLError) as exc:
             raise _Close(f"TLS handshaking: {exc}") from None
         self.tls = True
@@ -447,28 +361,29 @@ class Pop3Connection:
         try:
             info = await ctx.userdb.lookup_async(user)
         except TableRetry as exc:
-            log.warning(f"pop3({user}): userdb lookup failed: {exc}", program=PROGRAM)
+            log.warning(f"user {user}: userdb lookup failed: {exc}", program=LOGIN_PROGRAM)
             return session.login_failed(TEMPFAIL_TEXT)
         except UserdbError as exc:
-            log.error(f"pop3({user}): {exc}", program=PROGRAM)
+            log.error(f"user {user}: {exc}", program=LOGIN_PROGRAM)
             return session.login_failed(INTERNAL_ERROR_TEXT)
         if info is None:
-            log.error(f"pop3({user}): user is in passdb_maps but has no mailbox (userdb)", program=PROGRAM)
+            log.error(f"user {user}: user is in passdb_maps but has no mailbox (userdb)", program=LOGIN_PROGRAM)
             return session.login_failed(AUTH_FAILED_TEXT)
         try:
             drop = await asyncio.to_thread(open_maildrop, info.maildir, lock_session=ctx.settings.lock_session,
                                            lock_wait=ctx.lock_wait, uidl_format=ctx.settings.uidl_format)
         except LockTimeout:
-            log.info(f"pop3({user})<{os.getpid()}><{self.id}>: Disconnected: Couldn't lock POP3 session "
-                     f"{logout_text(ctx.settings.logout_format, session.logout_variables())}", program=PROGRAM)
+            log.info(f"Disconnected: Couldn't lock POP3 session "
+                     f"{logout_text(ctx.settings.logout_format, session.logout_variables())}",
+                     program=session_program(user))
             return session.login_failed(IN_USE_TEXT)
         except (MailstoreError, OSError) as exc:
-            log.error(f"pop3({user}): cannot open the maildrop {info.maildir}: {exc}", program=PROGRAM)
+            log.error(f"cannot open the maildrop {info.maildir}: {exc}", program=session_program(user))
             return session.login_failed(INTERNAL_ERROR_TEXT)
         self.drop = drop
         flags = self._flags()
-        log.info(f"pop3-login: Login: user=<{user}>, method={action.method}, rip={self.rip}, lip={self.lip}, "
-                 f"mpid={os.getpid()}{', ' + flags if flags else ''}, session=<{self.id}>", program=PROGRAM)
+        log.info(f"Login: user=<{user}>, method={action.method}, rip={self.rip}, lip={self.lip}, "
+                 f"mpid={os.getpid()}{', ' + flags if flags else ''}, session=<{self.id}>", program=LOGIN_PROGRAM)
         return session.login_succeeded(user, drop.maildrop)
 
     async def _retrieve(self, session: Pop3Session, action: Retrieve) -> None:
@@ -477,7 +392,7 @@ class Pop3Connection:
         try:
             fh = await asyncio.to_thread(mailbox.open, action.entry.message)
         except (NoSuchMessage, OSError) as exc:
-            log.warning(f"pop3({session.login}): message {action.entry.number}: {exc}", program=PROGRAM)
+            log.warning(f"message {action.entry.number}: {exc}", program=session_program(session.login or ""))
             await self._send(err("[SYS/TEMP] Message was expunged."))
             return
         try:
@@ -505,7 +420,7 @@ class Pop3Connection:
         try:
             await asyncio.to_thread(drop.update)
         except (MailstoreError, OSError) as exc:
-            log.error(f"pop3({session.login}): UPDATE failed: {exc}", program=PROGRAM)
+            log.error(f"UPDATE failed: {exc}", program=session_program(session.login or ""))
             await self._send(err("[SYS/TEMP] Couldn't delete all messages."))
             return
         finally:
@@ -516,15 +431,14 @@ class Pop3Connection:
     def _log_end(self, session: Pop3Session, reason: str) -> None:
         if session.login is not None:
             stats = logout_text(self.ctx.settings.logout_format, session.logout_variables())
-            log.info(f"pop3({session.login})<{os.getpid()}><{self.id}>: Disconnected: {reason} {stats}",
-                     program=PROGRAM)
+            log.info(f"Disconnected: {reason} {stats}", program=session_program(session.login))
             return
         secs = int(time.monotonic() - self.started)
         flags = self._flags()
         tail = f"rip={self.rip}, lip={self.lip}{', ' + flags if flags else ''}, session=<{self.id}>"
         head = "Disconnected" if reason in ("Connection closed", "Logged out") else f"Disconnected: {reason}"
         if session.auth_attempts:
-            log.info(f"pop3-login: {head} (auth failed, {session.auth_attempts} attempts in {secs} secs): "
-                     f"user=<{session.last_login}>, method={session.last_method}, {tail}", program=PROGRAM)
+            log.info(f"{head} (auth failed, {session.auth_attempts} attempts in {secs} secs): "
+                     f"user=<{session.last_login}>, method={session.last_method}, {tail}", program=LOGIN_PROGRAM)
         else:
-            log.info(f"pop3-login: {head} (no auth attempts in {secs} secs): user=<>, {tail}", program=PROGRAM)
+            log.info(f"{head} (no auth attempts in {secs} secs): user=<>, {tail}", program=LOGIN_PROGRAM)

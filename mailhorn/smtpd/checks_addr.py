@@ -28,7 +28,8 @@
   ``unauthenticated`` halves: ``smtpd_sender_login_maps`` names the
   SASL logins that own a sender address (results are lists separated by
   commas or spaces); ``553 5.7.1 <a@b>: Sender address rejected: not owned
-  by user LOGIN`` or ``... not logged in``.
+  by user LOGIN`` or ``... not logged in``;
+  ``reject_known_sender_login_mismatch`` checks only senders the maps know.
 
 Parameters read: the maps and codes named above, ``recipient_delimiter``.
 """
@@ -202,7 +203,7 @@ async def _owners(eng: SmtpdChecks, sender: str) -> list[str] | None:
     return None
 
 
-def _login_mismatch(authenticated: bool, unauthenticated: bool) -> Handler:
+def _login_mismatch(authenticated: bool, unauthenticated: bool, known_only: bool = False) -> Handler:
     async def handler(eng: SmtpdChecks, run: Run, ctx: ListCtx, arg: str) -> Outcome:
         st = run.state
         if not st.sender:
@@ -213,6 +214,8 @@ def _login_mismatch(authenticated: bool, unauthenticated: bool) -> Handler:
         except TableRetry as exc:
             log.warning(f"smtpd_sender_login_maps: {exc}")
             return Reply.of(451, "4.3.0", f"<{st.sender}>: Temporary lookup failure")
+        if known_only and owners is None:
+            return None
         if st.sasl_username:
             if not authenticated:
                 return None
@@ -239,4 +242,6 @@ RESTRICTIONS: dict[str, tuple[Handler, bool]] = {
     "reject_sender_login_mismatch": (_login_mismatch(True, True), False),
     "reject_authenticated_sender_login_mismatch": (_login_mismatch(True, False), False),
     "reject_unauthenticated_sender_login_mismatch": (_login_mismatch(False, True), False),
+    # postconf(5), Postfix 3.6: only senders that smtpd_sender_login_maps knows.
+    "reject_known_sender_login_mismatch": (_login_mismatch(True, True, known_only=True), False),
 }

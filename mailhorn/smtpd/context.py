@@ -1,13 +1,14 @@
 """What every session of one smtpd service shares.
 
-:class:`ServiceContext` bundles the settings, the TLS policy, the
-restriction engine, the peer-name resolver and the master's
+:class:`ServiceContext` bundles the settings, the TLS policy, the SASL
+settings (:mod:`mailhorn.smtpd.auth`), the restriction engine, the peer-name resolver and the master's
 :class:`~mailhorn.runtime.Runtime`.  :class:`Checks` is the interface of
 the restriction engine (:mod:`mailhorn.smtpd.checks`): one call per SMTP
 stage, answered with a :class:`~mailhorn.smtpd.state.CheckResult`.
 
 Parameters read: ``smtpd_forbidden_commands`` (the rest through
-:mod:`mailhorn.smtpd.settings` and :mod:`mailhorn.smtpd.tls`).
+:mod:`mailhorn.smtpd.settings`, :mod:`mailhorn.smtpd.tls` and
+:mod:`mailhorn.smtpd.auth`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Protocol
 
 from mailhorn.config.load import Config
 from mailhorn.runtime import Runtime
+from mailhorn.smtpd.auth import SmtpdSasl
 from mailhorn.smtpd.peer import PeerResolver
 from mailhorn.smtpd.settings import SmtpdSettings
 from mailhorn.smtpd.state import CheckResult, SmtpdState, Stage
@@ -44,6 +46,7 @@ class ServiceContext:
     checks: Checks
     resolver: PeerResolver | None
     forbidden_commands: StringList
+    sasl: SmtpdSasl
 
     @classmethod
     def build(cls, config: Config, runtime: Runtime, service: str, checks: Checks,
@@ -56,4 +59,5 @@ class ServiceContext:
             checks=checks,
             resolver=resolver,
             forbidden_commands=string_list_from_config(config, "smtpd_forbidden_commands"),
+            sasl=SmtpdSasl.from_config(config),
         )

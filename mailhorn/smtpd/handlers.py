@@ -11,7 +11,8 @@ running the restrictions of its stage (:mod:`mailhorn.smtpd.checks` through
   ``smtpd_discard_ehlo_keywords`` (logged ``discarding EHLO keywords: ...``
   unless ``silent-discard`` is listed);
 - MAIL: ``555 5.5.4 Unsupported option: SMTPUTF8`` when ``smtputf8_enable
-  = no``; ``452 4.3.1 Insufficient system storage`` below ``queue_minfree``
+  = no``; ``AUTH=`` (RFC 4954 §5) is kept as the ``sasl_sender`` when SASL
+  is enabled (``<>`` means none), ignored otherwise, as Postfix does; ``452 4.3.1 Insufficient system storage`` below ``queue_minfree``
   (``QueueStore.has_space``); ``450 4.7.1 Error: too much mail from ADDR``
   over ``smtpd_client_message_rate_limit``;
 - RCPT: ``450 4.7.1 Error: too many recipients from ADDR`` over
@@ -22,9 +23,10 @@ running the restrictions of its stage (:mod:`mailhorn.smtpd.checks` through
 - BDAT ``250 2.0.0 Ok: N bytes`` per chunk, ``250 2.0.0 Ok: N bytes queued
   as ID`` at LAST;
 - VRFY ``252 2.0.0 ARG`` or ``502 5.5.1 VRFY command is disabled``; ETRN
-  ``250 Queuing started`` (and the queue manager is woken); AUTH ``503
-  5.5.1 Error: authentication not enabled`` (SASL is not offered yet);
-  STARTTLS ``220 2.0.0 Ready to start TLS``, ``502 5.5.1 Error: command not
+  ``250 Queuing started`` (and the queue manager is woken); AUTH
+  (:mod:`mailhorn.smtpd.auth`: ``334`` challenges, ``235``, ``535``, ``503
+  5.5.1 Error: authentication not enabled`` without
+  ``smtpd_sasl_auth_enable``); STARTTLS ``220 2.0.0 Ready to start TLS``, ``502 5.5.1 Error: command not
   implemented`` when TLS is not offered, ``554 5.5.1 Error: TLS already
   active``; HELP and unknown commands ``500 5.5.2 Error: command not
   recognized``; ``smtpd_forbidden_commands`` and lines that look like a
@@ -48,7 +50,7 @@ from mailhorn.address.quote import unquote_local
 from mailhorn.cleanup.request import RecipientRequest
 from mailhorn.queue.store import DISK_FULL
 from mailhorn.smtp import reply as R
-from mailhorn.smtp.codec import BodyEnd, CommandEvent
+from mailhorn.smtp.codec import AuthResponse, BodyEnd, CommandEvent
 from mailhorn.smtp.commands import (
     Auth,
     Bdat,
@@ -70,6 +72,7 @@ from mailhorn.smtp.commands import (
     looks_like_header,
 )
 from mailhorn.smtp.reply import Reply, SmtpReplyError, printable
+from mailhorn.smtpd import auth
 from mailhorn.smtpd.smtpd_log import reply_text
 from mailhorn.smtpd.state import Stage
 from mailhorn.smtpd.transaction import Transaction
@@ -79,7 +82,7 @@ from mailhorn.tables.base import TableRetry
 if TYPE_CHECKING:
     from mailhorn.smtpd.session import Session
 
-__all__ = ["COMMANDS", "handle_body_end", "handle_command"]
+__all__ = ["COMMANDS", "handle_auth_response", "handle_body_end", "handle_command"]
 
 EHLO_XCLIENT = "XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT"
 TLS_ALREADY_ACTIVE = Reply.of(554, "5.5.1", "Error: TLS already active")
@@ -125,6 +128,8 @@ def ehlo_keywords(session: Session) -> list[str]:
     offer("vrfy", "VRFY", not s.disable_vrfy)
     offer("etrn", "ETRN")
     offer("starttls", "STARTTLS", session.ctx.tls.offered and session.tls is None)
+    for line in auth.ehlo_lines(session):
+        offer("auth", line)
     offer("xclient", EHLO_XCLIENT, _authorized(session, "xclient"))
     offer("xforward", EHLO_XFORWARD, _authorized(session, "xforward"))
     offer("enhancedstatuscodes", "ENHANCEDSTATUSCODES")
@@ -178,12 +183,15 @@ async def do_mail(session: Session, cmd: Mail) -> Reply:
     st.size = params.size or 0
     st.dsn_envid = params.envid or ""
     st.dsn_ret = params.ret or ""
+    if params.auth is not None and session.ctx.sasl.enabled:
+        st.sasl_sender = "" if params.auth == "<>" else printable(params.auth)
     session.txn = Transaction(sender, params, params.smtputf8)
     session.update_protocol()
     reply = await _mail_checks(session)
     if reply is not None:
         session.txn = None
         st.sender = None
+        st.sasl_sender = ""
         session.update_protocol()
         return reply
     return R.MAIL_OK
@@ -246,7 +254,14 @@ async def _open_cleanup(session: Session) -> Reply | None:
 
 def _log_client(session: Session, queue_id: str) -> None:
     fw = session.forwarded
+    st = session.state
     text = f"{queue_id}: client={session.client}"
+    if st.sasl_method:
+        text += f", sasl_method={st.sasl_method}"
+    if st.sasl_username:
+        text += f", sasl_username={st.sasl_username}"
+    if st.sasl_sender:
+        text += f", sasl_sender={st.sasl_sender}"
     if fw.active:
         info = session.client_info()
         ident = fw.get("IDENT")
@@ -379,7 +394,7 @@ async def do_starttls(session: Session, cmd: StartTls) -> Reply:
 
 
 async def do_auth(session: Session, cmd: Auth) -> Reply:
-    return R.AUTH_NOT_ENABLED
+    return await auth.start(session, cmd)
 
 
 async def do_xforward(session: Session, cmd: Xforward) -> Reply:
@@ -430,6 +445,17 @@ async def do_xclient(session: Session, cmd: Xclient) -> Reply:
     session.extended = False
     session.update_protocol()
     return R.greeting(session.settings.banner)
+
+
+async def handle_auth_response(session: Session, ev: AuthResponse) -> None:
+    """A client line of an AUTH exchange; the AUTH command is counted at its end."""
+    session.where = "AUTH"
+    reply = await auth.respond(session, ev)
+    if reply.code != 334:
+        session.counters.count("auth", reply.code < 400)
+        if reply.code >= 400:
+            session.error_count += 1
+    await session.answer(reply)
 
 
 async def do_unknown(session: Session, cmd: Unknown) -> Reply:
@@ -504,6 +530,10 @@ async def handle_command(session: Session, ev: CommandEvent) -> None:
             session.junk_count += 1
         reply = await spec.handler(session, cmd)
     if reply is None:
+        return
+    if reply.code == 334:
+        # AUTH goes on; it is counted when the exchange ends (auth_response).
+        await session.answer(reply)
         return
     # DATA counts as a success only once its content is queued.
     session.counters.count(name, reply.code < 400 and not isinstance(cmd, Data))

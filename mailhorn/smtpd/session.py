@@ -51,10 +51,11 @@ import traceback
 from mailhorn import log
 from mailhorn.cleanup.request import ClientInfo
 from mailhorn.smtp import reply as R
-from mailhorn.smtp.codec import BodyChunk, BodyEnd, CommandEvent, Event, Rejected, ServerEngine
+from mailhorn.smtp.codec import AuthResponse, BodyChunk, BodyEnd, CommandEvent, Event, Rejected, ServerEngine
 from mailhorn.smtp.reply import Reply, printable
 from mailhorn.smtpd.context import ServiceContext
-from mailhorn.smtpd.handlers import handle_body_end, handle_command
+from mailhorn.smtpd import auth
+from mailhorn.smtpd.handlers import handle_auth_response, handle_body_end, handle_command
 from mailhorn.smtpd.peer import PeerName, lookup_peer
 from mailhorn.smtpd.smtpd_log import CommandCounters, namaddr, reply_text, whatsup
 from mailhorn.smtpd.state import Action, CheckResult, SmtpdState, Stage
@@ -109,6 +110,7 @@ class Session:
         self.txn: Transaction | None = None
         self.extended = False
         self.authenticated = False
+        self.sasl_exchange: auth.Exchange | None = None
         self.ill_pipelining = False
         self.anvil_counted = False
         self.message_count = 0
@@ -245,6 +247,12 @@ class Session:
             event = self.engine.next_event()
             if event is None:
                 if self.engine.tls_pending:
+                    # Stop reading before the 220 goes out: what was received
+                    # until now came before the client saw it and is dropped
+                    # (CVE-2011-0411), while the ClientHello the client sends
+                    # after the 220 stays in the socket for the handshake.
+                    if self.conn.transport is not None:
+                        self.conn.transport.pause_reading()
                     await self.flush()
                     if not await self._start_tls():
                         return
@@ -275,9 +283,8 @@ class Session:
             self.error_count += 1
         elif isinstance(event, CommandEvent):
             await handle_command(self, event)
-        else:
-            # AUTH continuation lines: no SASL exchange is ever started here.
-            await self.answer(R.AUTH_NOT_ENABLED)
+        elif isinstance(event, AuthResponse):
+            await handle_auth_response(self, event)
 
     async def _read(self) -> bool:
         try:
@@ -356,7 +363,8 @@ class Session:
 
     async def _start_tls(self) -> bool:
         """The handshake after ``220 2.0.0 Ready to start TLS``; input sent
-        after STARTTLS in plaintext is dropped by the engine and the stream."""
+        after STARTTLS in plaintext is dropped by the engine and the stream.
+        A login made before STARTTLS is forgotten (RFC 3207 §4.2)."""
         context = self.ctx.tls.context
         assert context is not None
         self.engine.start_tls()
@@ -371,7 +379,9 @@ class Session:
             self.tls_established(tls_info(ssl_object))
         self.extended = False
         self.state.helo_name = None
+        auth.forget(self)
         self.forwarded.attrs.clear()
+        self.update_protocol()
         self._reset_deadline()
         return True
 
@@ -388,6 +398,7 @@ class Session:
         st.size = 0
         st.queue_id = ""
         st.dsn_envid = st.dsn_ret = st.dsn_notify = st.dsn_orcpt = ""
+        st.sasl_sender = ""
         self.forwarded.attrs.clear()
         st.xforward = {}
         self.update_protocol()

@@ -344,7 +344,7 @@ def test_idle_sees_delivery_and_other_session(server: ImapServer) -> None:
 
 
 def test_autologout_before_login(tmp_path: Path) -> None:
-    srv = ImapServer(tmp_path, {"imapd_login_timeout": "1s"})
+    srv = ImapServer(tmp_path, {"imap_login_timeout": "1s"})
     try:
         r = srv.raw()
         r.line()

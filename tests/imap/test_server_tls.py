@@ -25,7 +25,7 @@ def _client_context() -> ssl.SSLContext:
 def tls_server(tmp_path: Path) -> Iterator[ImapServer]:
     cert, key = make_cert(tmp_path)
     srv = ImapServer(tmp_path, {"smtpd_tls_cert_file": str(cert), "smtpd_tls_key_file": str(key),
-                                "imapd_tls_security_level": "encrypt"})
+                                "ssl": "required"})
     try:
         yield srv
     finally:
@@ -65,8 +65,8 @@ def test_starttls_injection_is_not_executed(tls_server: ImapServer) -> None:
 
 def test_imaps_tls_on_connect(tmp_path: Path) -> None:
     cert, key = make_cert(tmp_path)
-    srv = ImapServer(tmp_path, {"imapd_tls_cert_file": str(cert), "imapd_tls_key_file": str(key)},
-                     master_line="imaps inet n - n - - imapd -o imapd_tls_wrappermode=yes")
+    srv = ImapServer(tmp_path, {"ssl_cert": str(cert), "ssl_key": str(key)},
+                     master_line="imaps inet n - n - - imapd -o imap_tls_wrappermode=yes")
     try:
         c = imaplib.IMAP4_SSL("127.0.0.1", srv.port, ssl_context=_client_context(), timeout=15)
         assert "STARTTLS" not in c.capabilities

@@ -6,7 +6,9 @@ fields ``uid= gid= home= mail=maildir:``) for the users given, binds a
 listening socket on 127.0.0.1:0 and runs ``mailhorn.pop3.server.serve`` in
 an event loop of its own thread, so blocking clients (poplib, getmail,
 fetchmail) can talk to it.  Logs go to ``maillog_file``;
-:meth:`Pop3Server.wait_log` polls it, so no test depends on timing.
+:meth:`Pop3Server.logs` gives each record as ``PROGRAM: TEXT`` (``pop3-login: Login: …``,
+``pop3(alice): Disconnected: …``) and :meth:`Pop3Server.wait_log` polls it, so no test
+depends on timing.
 
 The service does not use the master's shared facilities, so the Runtime
 handed over is empty.
@@ -31,7 +33,7 @@ from mailhorn.mailstore import deliver
 from mailhorn.pop3.server import serve
 from mailhorn.runtime import Runtime
 
-_LOG_RE = re.compile(r"^\w{3} [ \d]\d \d\d:\d\d:\d\d \S+ \S+/pop3d\[\d+\]: (.*)$")
+_LOG_RE = re.compile(r"^\w{3} [ \d]\d \d\d:\d\d:\d\d \S+ \S+?/(\S+)\[\d+\]: (.*)$")
 
 
 def mail_ids() -> tuple[int, int]:
@@ -140,7 +142,7 @@ class Pop3Server:
     def logs(self) -> list[str]:
         if not self.maillog.exists():
             return []
-        return [m.group(1) for line in self.maillog.read_text(errors="replace").splitlines()
+        return [f"{m.group(1)}: {m.group(2)}" for line in self.maillog.read_text(errors="replace").splitlines()
                 if (m := _LOG_RE.match(line))]
 
     def wait_log(self, pattern: str, timeout: float = 15.0) -> str:
