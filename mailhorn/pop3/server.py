@@ -74,7 +74,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mailhorn import log, mailaccess
-from mailhorn.auth import sasl
+from mailhorn.auth import popbeforesmtp, sasl
 from mailhorn.auth.passdb import AuthStatus, Authenticator
 from mailhorn.auth.userdb import UserDB, UserdbError
 from mailhorn.config.errors import ConfigError
@@ -384,6 +384,7 @@ class Pop3Connection:
         flags = self._flags()
         log.info(f"Login: user=<{user}>, method={action.method}, rip={self.rip}, lip={self.lip}, "
                  f"mpid={os.getpid()}{', ' + flags if flags else ''}, session=<{self.id}>", program=LOGIN_PROGRAM)
+        await popbeforesmtp.record_login(ctx.userdb.config, self.rip)
         return session.login_succeeded(user, drop.maildrop)
 
     async def _retrieve(self, session: Pop3Session, action: Retrieve) -> None:
