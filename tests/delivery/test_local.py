@@ -27,6 +27,7 @@ def setup(tmp_path: Path, public_dir: Path, aliases: str, extra: str = "") -> tu
     alias_file = public_dir / "aliases"
     alias_file.write_text(aliases)
     config = make_config(tmp_path, (
+        "compatibility_level = 3.6\n"
         "myorigin = example.com\n"
         "mydestination = example.com\n"
         f"alias_maps = hash:{alias_file}\n"
