@@ -66,46 +66,14 @@ from mailhorn.auth.limiter import Limiter
 from mailhorn.auth.shadow import ShadowError, shadow_password
 from mailhorn.config.errors import ConfigError
 from mailhorn.config.load import Config
-from mailhorn.config.maincf import split_list
 from mailhorn.tables.base import Table, TableConfigError, TableRetry
 from mailhorn.tables.matchlist import DomainList, MatchListRetry, domain_list_from_config
 from mailhorn.tables.registry import open_table
 
-#: Defaults of the parameters this module reads, used while the registry lacks them.
-DEFAULTS: dict[str, str] = {
-    "passdb_maps": "",
-    "default_pass_scheme": passwords.DEFAULT_PASS_SCHEME,
-    "auth_username_format": "%Lu",
-    "auth_failure_delay": "2s",
-    "auth_mechanisms": "plain",
-    "disable_plaintext_auth": "yes",
-    "userdb_maps": "",
-}
 #: The table that reads /etc/shadow.
 SHADOW_TABLE = "unix:shadow.byname"
 #: Longest login accepted (Postfix's and Dovecot's practical limit on names).
 MAX_LOGIN = 255
-
-_TIME_RE = re.compile(r"^(\d+)([smhdw]?)$", re.IGNORECASE)
-_TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def setting(config: Config, name: str) -> str:
-    """The expanded value of ``name``, or this module's default when unset."""
-    if config.raw(name) is None:
-        return config.expand(DEFAULTS[name], name) if name in DEFAULTS else ""
-    return config.get(name)
-
-
-def time_setting(config: Config, name: str) -> int:
-    """A time value in seconds (``2s``, ``1m``; a bare number is seconds)."""
-    value = setting(config, name).strip()
-    match = _TIME_RE.match(value)
-    if match is None:
-        file, line = config.where(name)
-        raise ConfigError(f"invalid time value: {name} = {value}", file=file, line=line, param=name)
-    return int(match.group(1)) * _TIME_UNITS[(match.group(2) or "s").lower()]
-
 
 # --- auth_username_format --------------------------------------------------------
 
@@ -198,7 +166,7 @@ class PassDB:
         self.tables: list[Table] = []
         self._local: DomainList | None = None
         self._config = config
-        for spec in split_list(setting(config, "passdb_maps")):
+        for spec in config.list("passdb_maps"):
             bare = spec[len("proxy:"):] if spec.startswith("proxy:") else spec
             if bare == SHADOW_TABLE:
                 self.tables.append(ShadowTable(self._is_local, shadow_path))
@@ -278,10 +246,10 @@ class Authenticator:
     """Checks logins against ``passdb_maps`` with failure delays and limits."""
 
     def __init__(self, config: Config, limiter: Limiter | None = None, shadow_path: str = "/etc/shadow") -> None:
-        self.username_format = setting(config, "auth_username_format")
+        self.username_format = config.get("auth_username_format")
         format_username(self.username_format, "user@example.com")  # validate now, not at login
-        self.default_scheme = setting(config, "default_pass_scheme").strip() or passwords.DEFAULT_PASS_SCHEME
-        self.failure_delay = float(time_setting(config, "auth_failure_delay"))
+        self.default_scheme = config.get("default_pass_scheme").strip() or passwords.DEFAULT_PASS_SCHEME
+        self.failure_delay = float(config.time("auth_failure_delay"))
         self.passdb = PassDB(config, shadow_path)
         self.limiter = limiter if limiter is not None else Limiter(delay=self.failure_delay)
         if not self.passdb.tables:

@@ -57,7 +57,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from mailhorn.auth.passdb import AuthResult, Authenticator, setting
+from mailhorn.auth.passdb import AuthResult, Authenticator
 from mailhorn.config.errors import ConfigError
 from mailhorn.config.load import Config
 
@@ -334,7 +334,7 @@ async def check(authenticator: Authenticator, credentials: Credentials, client_a
 def mechanisms_from_config(config: Config) -> list[str]:
     """``auth_mechanisms`` (default ``plain``) as upper-case names; ConfigError if unknown."""
     try:
-        return configured_mechanisms(setting(config, "auth_mechanisms"))
+        return configured_mechanisms(config.get("auth_mechanisms"))
     except ValueError as exc:
         file, line = config.where("auth_mechanisms")
         raise ConfigError(str(exc), file=file, line=line, param="auth_mechanisms") from None
@@ -348,7 +348,7 @@ def plaintext_auth_allowed(config: Config, secured: bool) -> bool:
     """
     if secured:
         return True
-    value = setting(config, "disable_plaintext_auth").strip().lower()
+    value = config.get("disable_plaintext_auth").strip().lower()
     if value not in ("yes", "no"):
         file, line = config.where("disable_plaintext_auth")
         raise ConfigError(f"bad boolean configuration: disable_plaintext_auth = {value}", file=file, line=line,

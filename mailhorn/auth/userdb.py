@@ -58,7 +58,7 @@ import pwd
 import re
 from dataclasses import dataclass, replace
 
-from mailhorn.auth.passdb import expand_variables, login_variables, setting
+from mailhorn.auth.passdb import expand_variables, login_variables
 from mailhorn.config.errors import ConfigError
 from mailhorn.config.load import Config
 from mailhorn.config.maincf import split_list
@@ -202,7 +202,7 @@ class UserDB:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.userdb_maps = _Maps(config, "userdb_maps") if setting(config, "userdb_maps") else None
+        self.userdb_maps = _Maps(config, "userdb_maps") if config.get("userdb_maps") else None
         self.mailbox_maps = _Maps(config, "virtual_mailbox_maps")
         self.uid_maps = _Maps(config, "virtual_uid_maps")
         self.gid_maps = _Maps(config, "virtual_gid_maps")
