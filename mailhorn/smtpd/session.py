@@ -31,6 +31,11 @@ Limits and their replies (postconf(5)):
 - ``smtpd_tls_security_level = encrypt``: ``530 5.7.0 Must issue a STARTTLS
   command first`` for any command but HELO, EHLO, STARTTLS, NOOP and QUIT.
 
+AUTH exchanges (:mod:`mailhorn.smtpd.auth`): the client lines after a
+``334`` come as ``AuthResponse`` events; the exchange in progress is kept in
+``sasl_exchange``.  STARTTLS: reading stops before the ``220`` goes out, so
+the ClientHello stays in the socket while earlier plaintext is dropped.
+
 A client refused at CONNECT (``smtpd_delay_reject = no``) gets the refusal
 instead of the greeting and ``503 5.7.0 Error: access denied for CLIENT``
 for everything but QUIT (RFC 5321 §3.1).

@@ -329,9 +329,9 @@ def test_auth_rate_limit(tmp_path: Path) -> None:
 
 
 def test_temporary_failure(tmp_path: Path) -> None:
-    srv = service(tmp_path, {"passdb_maps": f"mysql:{tmp_path / 'down.cf'}"}, tls=False)
     (tmp_path / "down.cf").write_text("hosts = 127.0.0.1:1\nuser = x\npassword = y\ndbname = z\n"
                                       "query = SELECT password FROM users WHERE email='%s'\n")
+    srv = service(tmp_path, {"passdb_maps": f"mysql:{tmp_path / 'down.cf'}"}, tls=False)
     try:
         c = greeted(srv)
         ehlo(c)
