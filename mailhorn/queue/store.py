@@ -24,6 +24,12 @@ many arrive in the same microsecond.
 Parameters read: ``queue_directory``, ``hash_queue_names``,
 ``hash_queue_depth``, ``enable_long_queue_ids``, ``queue_minfree``.
 
+Environment (tests only): ``MAILHORN_FAULT_INJECT``, read by
+:meth:`QueueStore.from_config`, makes chosen system calls of durable writes
+fail with EIO, so that a test can show a running server answering
+``451 4.3.0`` and never ``250`` when the disk fails (see
+:func:`fault_injection_hooks`). Unset, nothing changes.
+
 Errors: :class:`QueueWriteError` (carries the SMTP reply: ``452 4.3.1`` when
 the disk is full, ``451 4.3.0`` otherwise); :class:`QueueError` for an unsafe
 or unusable queue directory; ``CorruptQueueFile`` from the reader.
@@ -34,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import random
 import stat
 import threading
 import time
@@ -63,12 +70,14 @@ __all__ = [
     "QUEUE_NAMES",
     "WRITE_ERROR",
     "DirSyncGroup",
+    "FAULT_INJECT_ENV",
     "FsHooks",
     "QueueError",
     "QueueStore",
     "QueueWriteError",
     "QueueWriter",
     "Recovery",
+    "fault_injection_hooks",
 ]
 
 #: Postfix's queue directories (mail_queue.h plus the postsuper ones).
@@ -245,6 +254,55 @@ class DirSyncGroup:
             os.close(fd)
 
 
+#: Environment variable of the fault injection switch (tests only).
+FAULT_INJECT_ENV = "MAILHORN_FAULT_INJECT"
+
+
+def fault_injection_hooks(spec: str) -> FsHooks:
+    """Fault injection for tests: hooks whose calls fail with EIO.
+
+    ``spec`` is a comma-separated list of ``CALL:PROBABILITY``, CALL one of
+    ``write``, ``pwrite``, ``fsync``, ``dir_fsync``: ``fsync:1.0`` fails
+    every file fsync, ``write:0.5`` half of the writes. ``dir_fsync`` also
+    fails the directory fsyncs of queue set-up at start. ValueError on a
+    malformed ``spec``.
+    """
+    chances: dict[str, float] = {}
+    for item in spec.replace(" ", "").split(","):
+        call, sep, chance = item.partition(":")
+        if call not in ("write", "pwrite", "fsync", "dir_fsync") or not sep:
+            raise ValueError(f"{FAULT_INJECT_ENV}: bad item {item!r}")
+        chances[call] = float(chance)
+
+    def failing(call: str) -> None:
+        if random.random() < chances.get(call, 0.0):
+            raise OSError(errno.EIO, f"{os.strerror(errno.EIO)} (fault injection: {call})")
+
+    def write(fd: int, data: bytes) -> int:
+        failing("write")
+        return os.write(fd, data)
+
+    def pwrite(fd: int, data: bytes, offset: int) -> int:
+        failing("pwrite")
+        return os.pwrite(fd, data, offset)
+
+    def fsync(fd: int) -> None:
+        failing("fsync")
+        os.fsync(fd)
+
+    def dir_fsync(fd: int) -> None:
+        failing("dir_fsync")
+        os.fsync(fd)
+
+    return FsHooks(write=write, pwrite=pwrite, fsync=fsync, dir_fsync=dir_fsync)
+
+
+def _environment_hooks() -> FsHooks:
+    """The hooks of :data:`FAULT_INJECT_ENV` when it is set, else the real calls."""
+    spec = os.environ.get(FAULT_INJECT_ENV, "")
+    return fault_injection_hooks(spec) if spec else FsHooks()
+
+
 # ---------------------------------------------------------------- the store
 
 
@@ -283,7 +341,7 @@ class QueueStore:
             hash_depth=depth,
             long_ids=config.bool("enable_long_queue_ids"),
             minfree=config.int("queue_minfree"),
-            hooks=hooks or FsHooks(),
+            hooks=hooks or _environment_hooks(),
         )
 
     # -- layout ----------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Durability of the running server: kill -9 under load, and failing disks."""
