@@ -1,6 +1,6 @@
 # The two commands: `make run` and `make test`.
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 
 .PHONY: run test venv typecheck clean
 
@@ -12,10 +12,16 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# Runs mailhorn against DIR (default: the sample configuration in examples/).
-DIR ?= examples/basic
+# `make run`: the demo mail server in the foreground (mailhorn/cli/demo.py);
+# Ctrl-C stops it. VENV=DIR on the command line uses an existing environment
+# as it is (nothing is installed into it) and runs this checkout's code.
+ifeq ($(origin VENV),command line)
+run:
+	PYTHONPATH=$(CURDIR) $(VENV)/bin/python -m mailhorn.cli.demo
+else
 run: venv
-	$(VENV)/bin/mailhorn postconf -c $(DIR) -n
+	$(VENV)/bin/python -m mailhorn.cli.demo
+endif
 
 test:
 	bash scripts/test.sh

@@ -16,7 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PEERS=(postfix postfix-pcre postfix-mysql postfix-pgsql postfix-sqlite swaks
-       dovecot-core dovecot-imapd whois openssl bsd-mailx postgrey)
+       dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd whois openssl bsd-mailx
+       postgrey msmtp isync offlineimap3 getmail6 fetchmail curl)
 
 log() { printf '== %s\n' "$*"; }
 

@@ -46,6 +46,7 @@ from mailhorn.config.load import DEFAULT_CONFIG_DIR, Config, load
 from mailhorn.master import control
 from mailhorn.master.check import run_check as check_findings
 from mailhorn.master.supervisor import drain_time, run_master
+from mailhorn.setup import sdnotify
 
 PROGRAM = "postfix-script"
 
@@ -194,6 +195,8 @@ def run_start_fg(argv: list[str]) -> int:
         if error is not None:
             failed.append(error)
             _log_fatal(error)
+        else:
+            sdnotify.ready(os.getpid())
 
     status = run_master(directory, True, ready)
     if failed:

@@ -43,6 +43,8 @@ COMMANDS: dict[str, str] = {
     "status": "mailhorn.cli.control:run_status",
     "check": "mailhorn.cli.control:run_check",
     "flush": "mailhorn.cli.control:run_flush",
+    "quickstart": "mailhorn.cli.quickstart",
+    "install-links": "mailhorn.cli.install_links",
 }
 
 USAGE = "usage: mailhorn [-c config_dir] command [args...]\ncommands: " + " ".join(sorted(COMMANDS))

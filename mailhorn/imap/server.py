@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailhorn import log, mailaccess
-from mailhorn.auth import sasl
+from mailhorn.auth import popbeforesmtp, sasl
 from mailhorn.auth.passdb import AuthResult, AuthStatus, Authenticator
 from mailhorn.auth.userdb import UserDB, UserdbError, UserInfo
 from mailhorn.config.load import Config
@@ -346,6 +346,7 @@ class ImapSession:
         extra = f", {flag}" if flag else ""
         log.info(f"Login: user=<{info.login}>, method={method}, rip={self.rip}, lip={self.lip}, "
                  f"mpid={os.getpid()}{extra}")
+        await popbeforesmtp.record_login(self.config, self.rip)
         log.set_program(f"imap({info.login})")
         return tagged(tag, "OK", "Logged in", "CAPABILITY " + self.capabilities())
 

@@ -52,6 +52,7 @@ from mailhorn.master.privileges import Identity, service_identity
 from mailhorn.master.worker import WorkerSpec, preload, worker_main
 from mailhorn.queue.store import QUEUE_NAMES, QueueError, QueueStore
 from mailhorn.services import Planned, ServicePlan, plan, read_services
+from mailhorn.setup import sdnotify
 
 #: A worker that ran this long before dying is restarted without delay.
 STABLE_AFTER = 10.0
@@ -338,12 +339,14 @@ class Master:
     # -- control ------------------------------------------------------------------
     def reload(self) -> str | None:
         """Re-read the configuration; the error text when it was refused."""
+        sdnotify.reloading()
         try:
             gen = read_generation(self.config_dir)
             identity = service_identity(gen.config)
             new_listeners = self.listeners.rebind(self._wanted(gen), self._owner())
         except (ConfigError, BindError) as exc:
             log.error(f"reload refused, the running configuration is kept: {exc}")
+            sdnotify.ready()
             return str(exc)
         for text in gen.plan.warnings:
             log.warning(text)
@@ -362,6 +365,7 @@ class Master:
         # Closed before the fork, or the new workers would inherit them.
         old_listeners.close_except(new_listeners)
         self._spawn_generation()
+        sdnotify.ready()
         return None
 
     def begin_stop(self, signum: int) -> None:
@@ -370,6 +374,7 @@ class Master:
         assert self.generation is not None
         self.stopping = True
         self.exit_signal = signum
+        sdnotify.stopping()
         log.info(f"terminating on signal {signum}")
         self.restart_at.clear()
         for proc in (*self.workers.values(), *self.retiring.values()):

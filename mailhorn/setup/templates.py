@@ -233,7 +233,7 @@ def network_services(layout: Layout) -> list[str]:
     lines += _entry("pop3", "pop3d", [])
     lines += _entry("pop3s", "pop3d", ["pop3_tls_wrappermode=yes"])
     lines += _entry("imap", "imapd", [])
-    lines += _entry("imaps", "imapd", ["imapd_tls_wrappermode=yes"])
+    lines += _entry("imaps", "imapd", ["imap_tls_wrappermode=yes"])
     return lines
 
 

@@ -36,6 +36,7 @@ TABLE_TYPES: dict[str, str] = {
     "mysql": "mailhorn.tables.mysql:open_mysql",
     "pgsql": "mailhorn.tables.pgsql:open_pgsql",
     "passwd-file": "mailhorn.tables.passwdfile:open_passwd_file",
+    "popbeforesmtp": "mailhorn.auth.popbeforesmtp:open_table",
 }
 
 _cache: dict[tuple[str, bool], Table] = {}

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 import importlib
 
 import pytest
@@ -353,3 +354,31 @@ def test_connection_limits_are_shared_by_all_workers(make: type[Instance]) -> No
         for sock in clients:
             sock.close()
     assert mh.ctl("stop").returncode == 0
+
+
+def test_start_fg_tells_systemd_ready_reloading_and_stopping(make: type[Instance], tmp_path: Path) -> None:
+    """A Type=notify unit learns READY=1 (with MAINPID), RELOADING=1/READY=1 and STOPPING=1."""
+    port = free_port()
+    mh = make(master_cf=smtpd_entry(port) + BASE_SERVICES)
+    notify_path = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(notify_path)
+    listener.settimeout(30)
+    env = {k: v for k, v in os.environ.items() if k != "MAIL_CONFIG"}
+    env.update(PYTHONPATH=str(ROOT), NOTIFY_SOCKET=notify_path)
+    proc = subprocess.Popen([sys.executable, "-m", "mailhorn.cli.control", "-c", str(mh.etc), "start-fg"],
+                            stderr=subprocess.DEVNULL, env=env)
+    try:
+        assert listener.recv(4096).decode() == f"READY=1\nMAINPID={proc.pid}"
+        assert port_bound(port)
+        proc.send_signal(signal.SIGHUP)
+        assert listener.recv(4096).decode() == "RELOADING=1"
+        assert listener.recv(4096).decode() == "READY=1"
+        proc.send_signal(signal.SIGTERM)
+        assert listener.recv(4096).decode() == "STOPPING=1"
+        assert proc.wait(timeout=60) == 0
+    finally:
+        listener.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

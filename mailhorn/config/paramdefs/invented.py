@@ -80,4 +80,11 @@ PARAMS: tuple[Param, ...] = (
         "How long stopping workers get to finish their sessions.",
         origin="mailhorn",
     ),
+    Param(
+        "pop_before_smtp_timeout",
+        Kind.TIME,
+        "0",
+        "How long a POP3/IMAP login lets its client address relay through popbeforesmtp: (0: off).",
+        origin="mailhorn",
+    ),
 )
