@@ -65,8 +65,13 @@ class _Protocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._can_write.set()
 
-    async def wait_data(self) -> None:
+    def arm(self) -> None:
+        """Forget earlier wake-ups; call before checking for data, then :meth:`wait_data`."""
         self._wake.clear()
+
+    async def wait_data(self) -> None:
+        # Not cleared here: under wait_for this runs as a task, one loop turn
+        # late, and would forget data that arrived meanwhile.
         await self._wake.wait()
 
     async def wait_writable(self) -> None:
@@ -107,7 +112,10 @@ class Connection:
 
     async def receive(self, timeout: float) -> bytes:
         """Wait for more bytes (at least one); ConnectionLost at end of stream."""
-        while not self.protocol.buf:
+        while True:
+            self.protocol.arm()
+            if self.protocol.buf:
+                break
             if self.protocol.closed:
                 raise ConnectionLost()
             await _within(timeout, self.protocol.wait_data())

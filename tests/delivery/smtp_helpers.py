@@ -102,7 +102,8 @@ def wait_listening(host: str, port: int, timeout: float = 10.0) -> None:
 class SmtpSink:
     """Postfix's smtp-sink on ``host``, with options; dumps go to ``dump_dir``."""
 
-    def __init__(self, tmp_path: Path, *options: str, host: str = "127.0.0.3", port: int | None = None) -> None:
+    def __init__(self, tmp_path: Path, *options: str, host: str = "127.0.0.3", port: int | None = None,
+                 pipelining: bool = True) -> None:
         require(os.path.exists(SINK) and shutil.which("smtp-sink") is not None or os.path.exists(SINK),
                 "Postfix's smtp-sink (Debian package postfix)")
         self.host = host
@@ -113,7 +114,8 @@ class SmtpSink:
         args = [SINK]
         if os.geteuid() == 0:
             args += ["-u", "nobody"]
-        args += ["-d", str(self.dump_dir) + "/m.", *options, f"{host}:{self.port}", "64"]
+        args += ["-d", str(self.dump_dir) + "/m.", *([] if pipelining else ["-p"]), *options,
+                 f"{host}:{self.port}", "64"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_listening(host, self.port)
         # The probe connection above is a transaction-less session: no dump.

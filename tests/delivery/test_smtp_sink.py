@@ -65,7 +65,7 @@ def test_4xx_at_rcpt_defers_and_5xx_bounces(tmp_path: Path) -> None:
         config = make_config(tmp_path)
         [s1], [s2] = run_agent(config, [make_request(soft.nexthop, ["b@example.net"]),
                                         make_request(hard.nexthop, ["b@example.net"])])
-        assert s1.action is Action.DEFERRED and s1.dsn == "4.3.0"
+        assert s1.action is Action.DEFERRED and s1.dsn == "4.3.0", s1.text
         assert s1.text == "host 127.0.0.3[127.0.0.3] said: 450 4.3.0 Error: command failed (in reply to RCPT TO command)"
         assert s2.action is Action.BOUNCED and s2.dsn == "5.3.0"
         assert s2.text == "host 127.0.0.3[127.0.0.3] said: 500 5.3.0 Error: command failed (in reply to RCPT TO command)"
@@ -138,14 +138,25 @@ def test_no_reuse_when_caching_is_off(tmp_path: Path) -> None:
         config = make_config(tmp_path, smtp_connection_cache_on_demand="no")
         requests = [make_request(sink.nexthop, [f"u{i}@example.net"]) for i in range(3)]
 
-        async def main() -> int:
+        async def main() -> tuple[list[str], int]:
             agent = make_agent(config, "smtp")
-            for r in requests:
-                await agent.deliver(r)
+            texts = [(await agent.deliver(r))[0].text for r in requests]
             await agent.close()
-            return agent.cache.reused
+            return texts, agent.cache.reused
 
-        assert asyncio.run(main()) == 0
+        texts, reused = asyncio.run(main())
+        assert texts == ["250 2.0.0 Ok"] * 3
+        assert reused == 0
         assert len(sink.wait_messages(3)) == 3
+    finally:
+        sink.stop()
+
+
+def test_without_pipelining_one_command_at_a_time(tmp_path: Path) -> None:
+    sink = SmtpSink(tmp_path, pipelining=False)
+    try:
+        [statuses] = run_agent(make_config(tmp_path), [make_request(sink.nexthop, ["b@example.net", "c@example.net"])])
+        assert [s.text for s in statuses] == ["250 2.0.0 Ok", "250 2.0.0 Ok"]
+        assert len(sink.wait_messages(1)) == 1
     finally:
         sink.stop()
