@@ -463,6 +463,14 @@ class QueueManager:
             done = self.now()
             self.scheduler.feedback(transport.name, job.destination,
                                     success=any(s.action is not Action.DEFERRED for s in statuses))
+            # Recorded while the slot is held, so that deliveries done but not yet
+            # marked (the duplicates a crash can cause) never exceed the process limit.
+            await self._record(msg, self._outcomes(msg, job, statuses, trouble, handoff, done))
+
+    def _outcomes(self, msg: _Message, job: _Job, statuses: Sequence[RecipientStatus], trouble: str,
+                  handoff: float, done: float) -> list[_Outcome]:
+        """One outcome per recipient of the job, with its delays."""
+        transport = job.transport
         by_offset = {s.recipient.offset: s for s in statuses}
         outcomes: list[_Outcome] = []
         for rcpt in job.recipients:
@@ -476,7 +484,7 @@ class QueueManager:
             c, d = (status.delays[2], status.delays[3]) if status.delays is not None else (0.0, done - handoff)
             delays = qmgr_log.Delays(msg.active_arrival - msg.arrival, handoff - msg.active_arrival, c, d)
             outcomes.append(_Outcome(rcpt, status, delays, transport.agent))
-        await self._record(msg, outcomes)
+        return outcomes
 
     def _log(self, msg: _Message, outcome: _Outcome) -> None:
         status = outcome.status

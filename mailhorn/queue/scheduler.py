@@ -117,6 +117,7 @@ def destination_name(limits: TransportLimits, nexthop: str, recipient: str, deli
 class _Destination:
     window: float
     active: int = 0
+    waiting: int = 0
     last_start: float = float("-inf")
 
 
@@ -195,12 +196,10 @@ class Scheduler:
             dest = state.destinations.get(destination)
             if dest is None:
                 dest = state.destinations[destination] = _Destination(self._initial(state.limits))
-            dest.active += 1  # counted as interested so the entry is not dropped while waiting
+            dest.waiting += 1
             try:
                 while True:
-                    dest.active -= 1
                     wait = self._wait_time(state, dest)
-                    dest.active += 1
                     if wait is None:
                         await self._cond.wait()
                     elif wait > 0:
@@ -212,9 +211,12 @@ class Scheduler:
                     else:
                         break
             except BaseException:
-                dest.active -= 1
+                dest.waiting -= 1
                 self._forget(state, destination, dest)
+                self._cond.notify_all()
                 raise
+            dest.waiting -= 1
+            dest.active += 1
             state.active += 1
             start = self._now()
             dest.last_start = start
@@ -234,7 +236,8 @@ class Scheduler:
     def _forget(self, state: _Transport, name: str, dest: _Destination) -> None:
         """Drop an idle destination that has nothing to remember (no rate delay running)."""
         limits = state.limits
-        if dest.active == 0 and limits.destination_rate_delay <= 0 and dest.window == self._initial(limits):
+        if (dest.active == 0 and dest.waiting == 0 and limits.destination_rate_delay <= 0
+                and dest.window == self._initial(limits)):
             state.destinations.pop(name, None)
 
     def feedback(self, transport: str, destination: str, *, success: bool) -> None:
