@@ -71,8 +71,12 @@ class Server:
 
     @property
     def label(self) -> str:
-        """``name[addr]`` as Postfix logs a server (``name[addr]:port`` is :meth:`relay`)."""
-        return self.name if self.unix else f"{self.name}[{self.addr}]"
+        """``name[addr]`` as Postfix logs a server (``name[addr]:port`` is :meth:`relay`).
+
+        For a UNIX-domain socket the name is the local host's and the address
+        the socket path (``mail.example.com[/run/dovecot/lmtp]``), as lmtp(8) logs.
+        """
+        return f"{self.name}[{self.addr}]"
 
     @property
     def relay(self) -> str:
@@ -261,10 +265,12 @@ def _shuffle_equal(items: list[Server], randomize: bool) -> list[Server]:
     return out
 
 
-async def find_servers(resolver: Resolver, hop: Nexthop, policy: LookupPolicy) -> list[Server]:
-    """The addresses to try for ``hop``, best first (at most ``address_limit`` when > 0)."""
+async def find_servers(resolver: Resolver, hop: Nexthop, policy: LookupPolicy,
+                       local_name: str = "localhost") -> list[Server]:
+    """The addresses to try for ``hop``, best first (at most ``address_limit`` when > 0);
+    a socket is named ``local_name[path]``."""
     if hop.unix:
-        return [Server(hop.host, hop.host, 0, 0, True)]
+        return [Server(local_name, hop.host, 0, 0, True)]
     if not hop.mx or not policy.use_dns:
         addrs = await _host_addresses(resolver, hop.host, policy)
         direct = [Server(hop.host, a, hop.port) for a in addrs]

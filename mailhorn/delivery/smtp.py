@@ -147,6 +147,7 @@ class SmtpAgent:
             reuse_time_limit=self._time("smtp_connection_reuse_time_limit"),
         ))
         self.resolver = Resolver.from_config(config)
+        self.myhostname = config.get("myhostname")
         self._tls_tables: list[Table] | None = None
         self._sasl_tables: list[Table] | None = None
 
@@ -204,7 +205,7 @@ class SmtpAgent:
                 break
             try:
                 policy = await policy_for(self.get, self.tls_tables, current)
-                servers = await find_servers(self.resolver, current, self.lookup)
+                servers = await find_servers(self.resolver, current, self.lookup, self.myhostname)
             except TlsPolicyError as exc:
                 for p in pending:
                     p.last = Outcome(Action.DEFERRED, "4.7.5", str(exc))

@@ -560,7 +560,7 @@ async def open_session(server: Server, settings: ClientSettings, *, policy: TlsP
             reason = os.strerror(exc.errno)
         else:
             reason = str(exc) or "Connection timed out"
-        where = server.label if server.unix else f"{server.label}:{server.port}"
+        where = server.relay
         raise SessionFailure("4.4.1", f"connect to {where}: {reason}") from None
     session = Session(conn, settings)
     try:
