@@ -71,7 +71,7 @@ class ConnectionCache:
                     self._idle.pop(key, None)
                 self.reused += 1
                 return session
-            session.close()
+            self._quit(session)
         self._idle.pop(key, None)
         return None
 

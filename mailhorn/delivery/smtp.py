@@ -245,7 +245,7 @@ class SmtpAgent:
                 break
             if await cached.rset():
                 return cached, True
-            cached.close()
+            await cached.close()
 
         async def credentials(hostname: str) -> Credentials | None:
             if not self.settings.sasl_enable or not self.sasl_tables:
@@ -293,7 +293,7 @@ class SmtpAgent:
         elif session.usable:
             await session.quit()
         else:
-            session.close()
+            await session.close()
         left: list[_Pending] = []
         for p, outcome in zip(pending, outcomes):
             if outcome.soft:

@@ -39,6 +39,7 @@ class _Protocol(asyncio.Protocol):
         self.closed = False
         self.transport: asyncio.BaseTransport | None = None
         self._wake: asyncio.Event = asyncio.Event()
+        self.lost = asyncio.Event()
         self._can_write = asyncio.Event()
         self._can_write.set()
 
@@ -56,6 +57,7 @@ class _Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.lost.set()
         self._wake.set()
         self._can_write.set()
 
@@ -99,6 +101,7 @@ class Connection:
         self.protocol = protocol
         self.server = server
         self.tls: ssl.SSLObject | None = None
+        self._handed_off = False
 
     @property
     def closed(self) -> bool:
@@ -140,11 +143,15 @@ class Connection:
         """Handshake on the open connection; what arrives afterwards is decrypted."""
         self.discard_input()
         loop = asyncio.get_running_loop()
+        # From here on the socket's events go to the TLS layer; a failed
+        # handshake closes the socket without telling our protocol.
+        self._handed_off = True
         new = await loop.start_tls(self.transport, self.protocol, context, server_hostname=server_hostname,
                                    ssl_handshake_timeout=timeout if timeout > 0 else None)
         if new is None:
             raise ConnectionLost()
         self.transport = new
+        self._handed_off = False
         obj = new.get_extra_info("ssl_object")
         self.tls = obj if isinstance(obj, ssl.SSLObject) else None
         # Anything that came between the 220 and the handshake is gone with it.
@@ -156,6 +163,21 @@ class Connection:
 
     def abort(self) -> None:
         self.transport.abort()
+
+    async def wait_closed(self, timeout: float = 5.0) -> None:
+        """Close (if not yet) and wait until the socket is really closed, so nothing
+        is left open when the event loop ends (a TLS close needs a few loop turns)."""
+        if not self.transport.is_closing():
+            self.transport.close()
+        if self._handed_off:
+            for _ in range(3):
+                await asyncio.sleep(0)
+            return
+        try:
+            await asyncio.wait_for(self.protocol.lost.wait(), timeout)
+        except TimeoutError:
+            self.transport.abort()
+            await asyncio.sleep(0)
 
 
 async def connect(server: Server, *, timeout: float, bind4: str = "", bind6: str = "") -> Connection:

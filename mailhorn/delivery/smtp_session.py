@@ -328,11 +328,13 @@ class Session:
             except (ConnectionLost, ConnectionTimeout, OSError):
                 pass
         self.usable = False
-        self.conn.close()
+        await self.conn.wait_closed()
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Drop the connection without QUIT (after a failure)."""
         self.usable = False
-        self.conn.close()
+        self.conn.abort()
+        await self.conn.wait_closed()
 
     # -- a mail transaction ----------------------------------------------------
     def _precheck(self, request: DeliveryRequest) -> SessionFailure | None:
@@ -569,7 +571,7 @@ async def open_session(server: Server, settings: ClientSettings, *, policy: TlsP
             await session.starttls(policy, hop)
         await session.authenticate(await credentials(server.name) if credentials is not None else None)
     except (SessionFailure, PlaintextRetry):
-        session.close()
+        await session.close()
         raise
     except BaseException:
         session.conn.abort()

@@ -41,6 +41,7 @@ from __future__ import annotations
 import enum
 import re
 import ssl
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,8 +99,12 @@ class TlsPolicy:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         low, high = protocol_range(self.protocols)
-        ctx.minimum_version = low
-        ctx.maximum_version = high
+        with warnings.catch_warnings():
+            # Postfix's default ">=TLSv1" names versions Python calls deprecated;
+            # the site's protocol list decides, as in Postfix.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = low
+            ctx.maximum_version = high
         if self.verifies:
             ctx.verify_mode = ssl.CERT_REQUIRED
             if self.ca_file or self.ca_path:
