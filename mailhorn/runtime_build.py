@@ -28,14 +28,18 @@ import asyncio
 import importlib
 import os
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from mailhorn import log
 from mailhorn.anvil import Anvil
 from mailhorn.queue.store import QueueStore, Recovery
-from mailhorn.runtime import CleanupService, CleanupSession, Runtime
+from mailhorn.cleanup.request import CleanupResult, Outcome
+from mailhorn.runtime import CleanupSession, Runtime
 
 if TYPE_CHECKING:
+    from mailhorn.cleanup.cleanup import Cleanup as RealCleanup
+    from mailhorn.cleanup.cleanup import CleanupSession as RealCleanupSession
     from mailhorn.cleanup.request import CleanupRequest
     from mailhorn.config.load import Config
 
@@ -93,32 +97,63 @@ class QmgrWakeup:
             self._set(FLUSH in data)
 
 
+class NotifyingSession:
+    """A cleanup session that wakes the queue manager when its message is queued.
+
+    Postfix's cleanup triggers qmgr after it writes a queue file; here every
+    submission path (smtpd, pickup, local re-submission, bounce) goes through
+    the runtime's cleanup, so the trigger lives in one place.
+    """
+
+    def __init__(self, inner: RealCleanupSession, wakeup: Callable[[], None]) -> None:
+        self._inner = inner
+        self._wakeup = wakeup
+
+    async def start(self) -> str:
+        """Create the queue file early; returns its queue ID (for smtpd's log line)."""
+        return await self._inner.start()
+
+    async def write(self, data: bytes) -> None:
+        await self._inner.write(data)
+
+    async def finish(self) -> CleanupResult:
+        result = await self._inner.finish()
+        if result.outcome is Outcome.QUEUED and not result.held:
+            self._wakeup()
+        return result
+
+    async def abort(self) -> None:
+        await self._inner.abort()
+
+
 class LazyCleanup:
     """The cleanup service, imported and built on first use."""
 
-    def __init__(self, config: Config, store: QueueStore) -> None:
+    def __init__(self, config: Config, store: QueueStore, wakeup: Callable[[], None]) -> None:
         self._config = config
         self._store = store
-        self._service: CleanupService | None = None
+        self._wakeup = wakeup
+        self._service: RealCleanup | None = None
 
     def open(self, request: CleanupRequest) -> CleanupSession:
         """Start a message (see :class:`mailhorn.runtime.CleanupService`)."""
         if self._service is None:
             module = importlib.import_module("mailhorn.cleanup.cleanup")
-            service: CleanupService = module.Cleanup(self._config, self._store)
+            service: RealCleanup = module.Cleanup(self._config, self._store)
             self._service = service
-        return self._service.open(request)
+        return NotifyingSession(self._service.open(request), self._wakeup)
 
 
 def build_runtime(config: Config, *, anvil: Anvil | None = None, wakeup: QmgrWakeup | None = None) -> Runtime:
     """The shared facilities of one process (see the module docstring)."""
     store = QueueStore.from_config(config)
     counter = anvil if anvil is not None else Anvil.create(float(config.time("anvil_rate_time_unit")))
+    waker = wakeup if wakeup is not None else QmgrWakeup()
     return Runtime(
         queue=store,
-        cleanup=LazyCleanup(config, store),
+        cleanup=LazyCleanup(config, store, waker),
         anvil=counter,
-        wakeup_qmgr=wakeup if wakeup is not None else QmgrWakeup(),
+        wakeup_qmgr=waker,
     )
 
 

@@ -8,9 +8,10 @@ runs its services as asyncio tasks inside worker processes, so the
   task per listener in every worker: ``smtpd`` runs
   ``mailhorn.smtpd.server:serve(listener, config, runtime, service)``;
 * ``singleton`` services run once, in worker 0 only: ``pickup`` runs
-  ``mailhorn.queue.pickup:run_pickup(config, runtime)``;
+  ``mailhorn.queue.pickup:run_pickup(config, runtime)`` and ``qmgr`` runs
+  ``mailhorn.queue.manager:run_qmgr(config, runtime)``;
 * ``internal`` commands name Postfix daemons whose job mailhorn does inside
-  other services or not at all (``cleanup``, ``qmgr``, ``tlsmgr``,
+  other services or not at all (``cleanup``, ``tlsmgr``,
   ``trivial-rewrite``, ``bounce``, ``anvil``, ...): accepted, nothing started;
 * ``transport`` commands are delivery agents (``smtp``, ``lmtp``, ``local``,
   ``virtual``, ``pipe``, ``error``, ``discard``): each entry becomes a
@@ -73,9 +74,9 @@ SERVICES: dict[str, ServiceEntry] = {
     # Done inside other services (cleanup is a library smtpd and pickup call),
     # or not needed by mailhorn's design.
     "cleanup": ServiceEntry(INTERNAL),
-    "qmgr": ServiceEntry(INTERNAL),
-    "nqmgr": ServiceEntry(INTERNAL),
-    "oqmgr": ServiceEntry(INTERNAL),
+    "qmgr": ServiceEntry(SINGLETON, "mailhorn.queue.manager:run_qmgr"),
+    "nqmgr": ServiceEntry(SINGLETON, "mailhorn.queue.manager:run_qmgr"),
+    "oqmgr": ServiceEntry(SINGLETON, "mailhorn.queue.manager:run_qmgr"),
     "tlsmgr": ServiceEntry(INTERNAL),
     "rewrite": ServiceEntry(INTERNAL),
     "trivial-rewrite": ServiceEntry(INTERNAL),

@@ -42,6 +42,7 @@ from mailhorn.master.privileges import Identity, die_with_parent, drop_privilege
 from mailhorn.runtime import Runtime
 from mailhorn.runtime_build import QmgrWakeup, build_runtime, prepare_queue
 from mailhorn.services import Planned, ServicePlan, load_network, load_singleton
+from mailhorn.queue.agents import AGENTS
 from mailhorn.tables.registry import TABLE_TYPES
 
 SINGLETON_LOCK = "singleton.lock"
@@ -73,6 +74,9 @@ PRELOAD = (
     "mailhorn.cleanup.cleanup",
     "mailhorn.smtpd.checks",
     "mailhorn.dns",
+    "mailhorn.queue.manager",
+    "mailhorn.bounce.notify",
+    *sorted({entry.target.partition(":")[0] for entry in AGENTS.values()}),
     *sorted({target.partition(":")[0] for target in TABLE_TYPES.values()}),
 )
 

@@ -34,7 +34,7 @@ def test_plan_sorts_services(confdir: Path) -> None:
     config = load(str(confdir))
     result = plan(parse_master_cf(MASTER_CF, "/etc/x/master.cf"), config)
     assert [p.service.name for p in result.network] == ["smtp", "submission"]
-    assert [p.service.name for p in result.singletons] == ["pickup"]
+    assert [p.service.name for p in result.singletons] == ["pickup", "qmgr"]
     assert [(t.name, t.agent) for t in result.transports] == [("relay", "smtp"), ("local", "local")]
     assert result.warnings == (
         '/etc/x/master.cf: line 10: unknown command "frobnicate" for service mystery/unix; skipped',)
@@ -66,7 +66,7 @@ def test_default_master_cf_when_missing(confdir: Path) -> None:
     result = plan(master, load(str(confdir)))
     assert result.warnings == ()
     assert [p.service.key for p in result.network] == ["smtp/inet"]
-    assert [p.service.key for p in result.singletons] == ["pickup/unix"]
+    assert [p.service.key for p in result.singletons] == ["pickup/unix", "qmgr/unix"]
 
 
 def test_endpoints(confdir: Path) -> None:
