@@ -47,10 +47,13 @@ def make_config(tmp_path: Path, **params: str) -> Config:
 def make_request(nexthop: str, recipients: Sequence[str], content: bytes = MESSAGE, *,
                  sender: str = "sender@example.org", transport: str = "smtp", queue_id: str = "4ABCDE1",
                  attributes: dict[str, str] | None = None, notify: Sequence[str] = (),
-                 orcpt: str | None = None, envid: str | None = None, ret: str | None = None) -> DeliveryRequest:
+                 orcpt: str | None = None, envid: str | None = None, ret: str | None = None,
+                 chunk: int = 7) -> DeliveryRequest:
+    """A request whose content comes in ``chunk``-byte pieces (small: line ends split)."""
+
     def open_content() -> Iterator[bytes]:
-        for i in range(0, len(content), 7):
-            yield content[i:i + 7]
+        for i in range(0, len(content), chunk):
+            yield content[i:i + chunk]
 
     rcpts = tuple(DeliveryRecipient(r, offset=100 + i, dsn_notify=frozenset(notify), dsn_orcpt=orcpt)
                   for i, r in enumerate(recipients))
