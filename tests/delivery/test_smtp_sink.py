@@ -160,3 +160,28 @@ def test_without_pipelining_one_command_at_a_time(tmp_path: Path) -> None:
         assert len(sink.wait_messages(1)) == 1
     finally:
         sink.stop()
+
+
+def test_5xx_greeting_is_skipped_then_deferred(tmp_path: Path) -> None:
+    sink = SmtpSink(tmp_path, "-f", "connect")
+    try:
+        [[s]] = run_agent(make_config(tmp_path), [make_request(sink.nexthop, ["b@example.net"])])
+        assert s.action is Action.DEFERRED and s.dsn == "4.3.0"
+        assert s.text == "host 127.0.0.3[127.0.0.3] refused to talk to me: 500 5.3.0 Error: command failed"
+        [[hard]] = run_agent(make_config(tmp_path, smtp_skip_5xx_greeting="no"),
+                             [make_request(sink.nexthop, ["b@example.net"])])
+        assert hard.action is Action.BOUNCED and hard.dsn == "5.3.0"
+    finally:
+        sink.stop()
+
+
+def test_bind_address_and_helo_name(tmp_path: Path) -> None:
+    sink = SmtpSink(tmp_path)
+    try:
+        config = make_config(tmp_path, smtp_bind_address="127.0.0.5", smtp_helo_name="out.example.test")
+        [[s]] = run_agent(config, [make_request(sink.nexthop, ["b@example.net"])])
+        assert s.action is Action.DELIVERED
+        [dump] = sink.wait_messages(1)
+        assert b"X-Client-Addr: 127.0.0.5\n" in dump and b"X-Helo-Args: out.example.test\n" in dump
+    finally:
+        sink.stop()
