@@ -224,8 +224,11 @@ class SmtpAgent:
                     break
                 if self.session_limit > 0 and sessions >= self.session_limit:
                     break
-                sessions += 1
-                pending = await self._try_server(request, current, server, policy, pending, finish, timing)
+                # smtp_mx_session_limit counts sessions made; refused connections
+                # count only against smtp_mx_address_limit (postconf(5)).
+                pending, connected = await self._try_server(request, current, server, policy, pending, finish,
+                                                            timing)
+                sessions += connected
         for p in pending:
             last = p.last or Outcome(Action.DEFERRED, "4.4.1", "no server could be reached")
             finish(p, Outcome(Action.DEFERRED, _soft(last.dsn), last.text, last.remote_reply), p.relay)
@@ -264,21 +267,23 @@ class SmtpAgent:
                                       plaintext=True), False
 
     async def _try_server(self, request: DeliveryRequest, hop: Nexthop, server: Server, policy: TlsPolicy,
-                          pending: list[_Pending], finish: _Finish, timing: _Timing) -> list[_Pending]:
-        """One session with one server; returns the recipients still to try."""
+                          pending: list[_Pending], finish: _Finish, timing: _Timing) -> tuple[list[_Pending], bool]:
+        """One session with one server; returns the recipients still to try and
+        whether a session was made (the server greeted)."""
         key = (self._cache_key(request, hop), server.addr, server.port)
         relay = server.relay
         try:
             session, _reused = await self._session(request, hop, server, policy)
         except SessionFailure as exc:
+            greeted = exc.connected
             if exc.permanent:
                 for p in pending:
                     finish(p, Outcome(Action.BOUNCED, exc.dsn, exc.text, exc.remote_reply), relay)
-                return []
+                return [], greeted
             for p in pending:
                 p.last = Outcome(Action.DEFERRED, exc.dsn, exc.text, exc.remote_reply)
                 p.relay = relay
-            return pending
+            return pending, greeted
         timing.connected()
         try:
             outcomes = await session.transaction(request, [p.recipient for p in pending])
@@ -302,7 +307,7 @@ class SmtpAgent:
                 left.append(p)
             else:
                 finish(p, outcome, relay)
-        return left
+        return left, True
 
     async def close(self) -> None:
         """Close idle cached sessions."""

@@ -92,12 +92,15 @@ class SessionFailure(Exception):
     finally defer.  ``duplicate`` marks a loss after the end of data.
     """
 
-    def __init__(self, dsn: str, text: str, *, remote_reply: str | None = None, duplicate: bool = False) -> None:
+    def __init__(self, dsn: str, text: str, *, remote_reply: str | None = None, duplicate: bool = False,
+                 connected: bool = True) -> None:
         super().__init__(text)
         self.dsn = dsn
         self.text = text
         self.remote_reply = remote_reply
         self.duplicate = duplicate
+        self.connected = connected
+        """False when no connection was made (refused, unreachable, timed out)."""
 
     @property
     def permanent(self) -> bool:
@@ -563,7 +566,7 @@ async def open_session(server: Server, settings: ClientSettings, *, policy: TlsP
         else:
             reason = str(exc) or "Connection timed out"
         where = server.relay
-        raise SessionFailure("4.4.1", f"connect to {where}: {reason}") from None
+        raise SessionFailure("4.4.1", f"connect to {where}: {reason}", connected=False) from None
     session = Session(conn, settings)
     try:
         await session.greet()

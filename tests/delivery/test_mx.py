@@ -22,6 +22,8 @@ ZONE = {
     ("mx2.two.test", "A"): ["127.0.0.3"],
     ("pref.test", "MX"): ["10 mx2.two.test.", "20 mx1.two.test."],
     ("null.test", "MX"): ["0 ."],
+    ("three.test", "MX"): ["10 mx1.two.test.", "20 down.three.test.", "30 mx2.two.test."],
+    ("down.three.test", "A"): ["127.0.0.6"],
     ("amx.test", "A"): ["127.0.0.3"],
     ("nomxaddr.test", "MX"): ["10 missing.nomxaddr.test."],
     ("nomxaddr.test", "A"): ["127.0.0.9"],
@@ -73,6 +75,14 @@ def test_refusing_preferred_mx_falls_back_to_the_next(tmp_path: Path, dns: DnsSt
     assert statuses[0].action is Action.DELIVERED
     assert statuses[0].relay == f"mx2.two.test[127.0.0.3]:{sink.port}"
     assert len(sink.wait_messages(1)) == 1
+
+
+def test_refused_connections_do_not_use_up_the_session_limit(tmp_path: Path, dns: DnsStub,
+                                                             sink: SmtpSink) -> None:
+    config = make_config(tmp_path, dns_servers=dns.server, smtp_mx_session_limit="1", smtp_randomize_addresses="no")
+    [statuses] = run_agent(config, [make_request(f"three.test:{sink.port}", ["u@three.test"])])
+    assert statuses[0].action is Action.DELIVERED
+    assert statuses[0].relay == f"mx2.two.test[127.0.0.3]:{sink.port}"
 
 
 def test_all_mx_refusing_defers_with_the_last_error(tmp_path: Path, dns: DnsStub, sink: SmtpSink) -> None:
