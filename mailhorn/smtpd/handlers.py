@@ -245,7 +245,8 @@ async def _open_cleanup(session: Session) -> Reply | None:
     txn = session.txn
     assert txn is not None
     st = session.state
-    refusal = await txn.open(session.ctx.runtime.cleanup, txn.request(session.client_info(), session.session_actions))
+    request = txn.request(session.client_info(), session.session_actions, session.ctx.config)
+    refusal = await txn.open(session.ctx.runtime.cleanup, request)
     if refusal is None and txn.queue_id:
         _log_client(session, txn.queue_id)
     st.queue_id = txn.queue_id

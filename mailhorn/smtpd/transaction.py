@@ -16,7 +16,15 @@ REDIRECT, PREPEND) are gathered into the request's
 :class:`~mailhorn.cleanup.request.SmtpdActions`; the last FILTER and
 REDIRECT win, as in Postfix.
 
-Parameters read: none.  Errors: none escape; failures become replies.
+The service's own ``content_filter`` and ``receive_override_options``
+(main.cf with its master.cf ``-o`` overrides) travel in the request, as
+Postfix's smtpd writes its filter record and cleanup flags itself: the
+reinjection service of an after-queue filter (``-o content_filter=``)
+thereby queues mail that is not filtered again (FILTER_README).
+
+Parameters read: ``content_filter``, ``receive_override_options`` (from the
+configuration the caller passes).  Errors: none escape; failures become
+replies.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from mailhorn import log
+from mailhorn.config.load import Config
 from mailhorn.cleanup.request import (
     CleanupRequest,
     CleanupResult,
@@ -94,9 +103,18 @@ class Transaction:
     receiving: bool = False
     octets: int = 0
 
-    def request(self, client: ClientInfo, session_actions: list[Action]) -> CleanupRequest:
+    def request(self, client: ClientInfo, session_actions: list[Action],
+                config: Config | None = None) -> CleanupRequest:
+        """The envelope for cleanup; ``config`` is the smtpd service's (None: cleanup's own settings)."""
         ret = self.params.ret
         body = self.params.body or ""
+        content_filter: str | None = None
+        override: tuple[str, ...] | None = None
+        if config is not None:
+            # postconf(5) content_filter, receive_override_options: the
+            # receiving service's values, -o overrides included.
+            content_filter = config.get("content_filter").strip()
+            override = tuple(o.lower() for o in config.list("receive_override_options"))
         return CleanupRequest(
             source=Source.SMTPD,
             sender=self.sender,
@@ -107,6 +125,8 @@ class Transaction:
             body_type=body,
             smtputf8=self.smtputf8,
             actions=merge_actions([*session_actions, *self.actions]),
+            content_filter=content_filter,
+            receive_override_options=override,
         )
 
     async def open(self, service: CleanupService, request: CleanupRequest) -> Reply | None:
