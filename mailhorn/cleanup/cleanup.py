@@ -27,9 +27,10 @@ What happens to the content, in Postfix's order:
 4. The body is streamed to the queue file; ``body_checks`` see each line
    (MIME-aware, at most ``body_checks_size_limit`` bytes per part) and
    MIME part headers go to ``mime_header_checks``/``nested_header_checks``.
-5. ``finish`` writes the recipients, commits durably (``acommit``), moves a
-   held message to ``hold/``, and answers. A write or fsync failure becomes
-   the queue's 451/452 reply, never a success.
+5. ``finish`` writes the recipients, commits durably (``acommit``) into
+   ``incoming/`` or, for a held message, straight into ``hold/``, and
+   answers. A write or fsync failure becomes the queue's 451/452 reply,
+   never a success.
 
 Memory is bounded: only the current logical header, the message's own
 header block (up to ``header_size_limit``) and one line piece are held.
@@ -249,19 +250,16 @@ class CleanupSession:
         if not recipients:
             writer.abort()
             return CleanupResult(Outcome.REJECTED, self.queue_id, NO_RECIPIENTS)
+        # A held message is committed straight into hold: one directory
+        # fsync, where a move after the commit would cost two more.
+        held = state.hold or self.request.actions.hold is not None
         try:
             writer.end_content()
             for address, orcpt, notify, original in recipients:
                 writer.recipient(address, orig_rcpt=original, dsn_orcpt=orcpt, dsn_notify=notify)
-            queue_id = await writer.acommit()
+            queue_id = await writer.acommit("hold" if held else "incoming")
         except QueueWriteError as exc:
             return self._failed(exc.reply, f"{self.queue_id}: {exc}")
-        held = state.hold or self.request.actions.hold is not None
-        if held:
-            try:
-                await self._svc.store.amove(queue_id, "incoming", "hold")
-            except OSError as exc:
-                log.warning(f"{queue_id}: move to hold queue: {exc.strerror}", program="cleanup")
         return CleanupResult(Outcome.QUEUED, queue_id, held=held)
 
     async def abort(self) -> None:
