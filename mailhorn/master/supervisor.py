@@ -20,6 +20,11 @@ already in use``), open the control socket, write the pid file, and fork
   old ones closed; the workers are replaced: new workers start at once with
   the new configuration, the old ones get SIGTERM (they stop accepting and
   finish their sessions);
+* run as root, the master also forks the spawner
+  (:mod:`mailhorn.master.spawner`), the root process that starts delivery
+  helpers, commands and POP3/IMAP mail processes as mail users for the
+  workers; it is restarted when it dies and replaced at each reload, and
+  its socket is bound once by the master;
 * SIGTERM, SIGINT or ``stop``: SIGTERM to the workers, which get
   ``master_drain_time`` (default 10s) to finish; those still there after
   five more seconds are killed. Then the master exits.
@@ -46,7 +51,7 @@ from mailhorn import __version__, log
 from mailhorn.anvil import Anvil
 from mailhorn.config.errors import ConfigError
 from mailhorn.config.load import Config, load
-from mailhorn.master import control
+from mailhorn.master import control, spawner
 from mailhorn.master.listeners import BindError, Endpoint, ListenerSet, endpoints
 from mailhorn.master.privileges import Identity, service_identity
 from mailhorn.master.worker import WorkerSpec, preload, worker_main
@@ -138,6 +143,9 @@ class Master:
         self.free_columns: list[int] = []
         #: Control connections open now, closed in workers forked meanwhile.
         self.client_fds: list[int] = []
+        self.spawner_sock: socket.socket | None = None
+        self.spawner_pid: int | None = None
+        self.spawner_restart_at: float | None = None
         self.stopping = False
         self.kill_at = 0.0
         self.exit_signal = 0
@@ -158,6 +166,8 @@ class Master:
         try:
             self.identity = service_identity(gen.config)
             self._prepare_directories(gen.config)
+            if self.identity is not None:
+                self.spawner_sock = spawner.open_socket(gen.config, self.identity.uid, self.identity.gid)
         except (ConfigError, QueueError, OSError) as exc:
             raise StartError(str(exc)) from None
         try:
@@ -253,13 +263,14 @@ class Master:
 
     # -- workers ----------------------------------------------------------------
     def spawn_workers(self) -> None:
-        """Start the first generation of workers (after :meth:`start`)."""
+        """Start the spawner and the first generation of workers (after :meth:`start`)."""
         self._spawn_generation()
 
     def _spawn_generation(self) -> None:
         assert self.generation is not None
         self.generation_number += 1
         preload(self.generation.plan)
+        self._spawn_spawner()
         for index in range(self.generation.workers):
             self._spawn(index)
 
@@ -276,7 +287,9 @@ class Master:
             log_setup=logging_setup(gen.config, self.foreground),
             close_fds=[self.signal_r, self.signal_w, self.selector.fileno(),
                        *([self.pid_file.fd] if self.pid_file else []),
-                       *([self.control_sock.fileno()] if self.control_sock else []), *self.client_fds],
+                       *([self.control_sock.fileno()] if self.control_sock else []), *self.client_fds,
+                       *([self.spawner_sock.fileno()] if self.spawner_sock else [])],
+            spawner_path=spawner.spawner_path(gen.config) if self.spawner_sock else None,
         )
         pid = os.fork()
         if pid == 0:
@@ -286,6 +299,29 @@ class Master:
             finally:
                 os._exit(status)
         self.workers[index] = WorkerProc(index, pid, column, time.monotonic(), self.generation_number)
+
+    def _spawn_spawner(self) -> None:
+        """Fork the spawner (root) on the socket the master bound; see :mod:`mailhorn.master.spawner`."""
+        gen = self.generation
+        if self.spawner_sock is None or self.identity is None or gen is None:
+            return
+        if self.spawner_pid is not None:
+            self._kill(self.spawner_pid, signal.SIGTERM)
+            self.spawner_pid = None
+        close_fds = [self.signal_r, self.signal_w, self.selector.fileno(), self.wakeup_r, self.wakeup_w,
+                     *([self.pid_file.fd] if self.pid_file else []),
+                     *([self.control_sock.fileno()] if self.control_sock else []), *self.client_fds,
+                     *(sock.fileno() for sock in self.listeners.sockets.values())]
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                status = spawner.spawner_main(self.spawner_sock, gen.config, self.identity.uid, close_fds,
+                                              logging_setup(gen.config, self.foreground))
+            finally:
+                os._exit(status)
+        self.spawner_pid = pid
+        self.spawner_restart_at = None
 
     def _reap(self) -> None:
         while True:
@@ -298,6 +334,14 @@ class Master:
             self._child_exited(pid, status)
 
     def _child_exited(self, pid: int, status: int) -> None:
+        if pid == self.spawner_pid:
+            self.spawner_pid = None
+            if not self.stopping:
+                log.warning(f"process spawner pid {pid} exit status {os.WEXITSTATUS(status)}"
+                            if not os.WIFSIGNALED(status) else
+                            f"process spawner pid {pid} killed by signal {os.WTERMSIG(status)}")
+                self.spawner_restart_at = time.monotonic() + 1.0
+            return
         retired = self.retiring.pop(pid, None)
         if retired is not None:
             self._release_column(retired.column)
@@ -379,6 +423,8 @@ class Master:
         self.restart_at.clear()
         for proc in (*self.workers.values(), *self.retiring.values()):
             self._kill(proc.pid, signal.SIGTERM)
+        if self.spawner_pid is not None:
+            self._kill(self.spawner_pid, signal.SIGTERM)
         self.kill_at = time.monotonic() + self.generation.drain + KILL_GRACE
 
     def flush(self) -> None:
@@ -445,7 +491,7 @@ class Master:
     def loop(self) -> int:
         """Supervise until stopped; the exit status."""
         while True:
-            if self.stopping and not self.workers and not self.retiring:
+            if self.stopping and not self.workers and not self.retiring and self.spawner_pid is None:
                 break
             timeout = self._next_timeout()
             for key, _mask in self.selector.select(timeout):
@@ -459,8 +505,12 @@ class Master:
                 if now >= self.kill_at:
                     for proc in (*self.workers.values(), *self.retiring.values()):
                         self._kill(proc.pid, signal.SIGKILL)
+                    if self.spawner_pid is not None:
+                        self._kill(self.spawner_pid, signal.SIGKILL)
                     self.kill_at = now + 1.0
                 continue
+            if self.spawner_restart_at is not None and now >= self.spawner_restart_at:
+                self._spawn_spawner()
             for index, when in list(self.restart_at.items()):
                 if now >= when:
                     del self.restart_at[index]
@@ -472,6 +522,8 @@ class Master:
     def _next_timeout(self) -> float:
         now = time.monotonic()
         deadlines = list(self.restart_at.values())
+        if self.spawner_restart_at is not None:
+            deadlines.append(self.spawner_restart_at)
         if self.stopping:
             deadlines.append(self.kill_at)
         if not deadlines:
@@ -492,6 +544,14 @@ class Master:
     def shutdown(self) -> None:
         """Close everything the master holds (the pid file stays, unlocked)."""
         self.listeners.close_except(ListenerSet.empty())
+        if self.spawner_sock is not None:
+            path = self.spawner_sock.getsockname()
+            self.spawner_sock.close()
+            self.spawner_sock = None
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
         if self.control_sock is not None:
             path = self.control_sock.getsockname()
             self.control_sock.close()

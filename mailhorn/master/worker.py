@@ -9,7 +9,8 @@ starts its singletons only once the old one has let go of them.
 
 Start-up order: reset the master's signal handling, open the singleton lock
 (worker 0), give up root for ``mail_owner`` (see
-:mod:`mailhorn.master.privileges`), ask to die with the master, set up
+:mod:`mailhorn.master.privileges`) and from then on ask the spawner for what
+needs another identity (:mod:`mailhorn.privsep`), ask to die with the master, set up
 logging, then run the loop (``uvloop`` when it is importable).
 
 SIGTERM: the singletons are cancelled at once; the network services are
@@ -35,7 +36,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailhorn import log
+from mailhorn import log, privsep
 from mailhorn.anvil import Anvil
 from mailhorn.config.load import Config
 from mailhorn.master.privileges import Identity, die_with_parent, drop_privileges
@@ -64,6 +65,8 @@ class WorkerSpec:
     drain_time: float
     log_setup: Callable[[str], None]
     close_fds: list[int] = field(default_factory=list)
+    #: The spawner's socket when the master runs as root (see :mod:`mailhorn.privsep`).
+    spawner_path: str | None = None
 
 
 #: Modules services import late, loaded before the fork: once a worker has
@@ -111,6 +114,8 @@ def worker_main(spec: WorkerSpec) -> int:
                           os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     if spec.identity is not None:
         drop_privileges(spec.identity)
+    if spec.spawner_path is not None:
+        privsep.enable(spec.spawner_path)
     die_with_parent()
     if os.getppid() == 1:
         return 0
