@@ -7,9 +7,11 @@ What it does
       command is its last argument); otherwise commands with shell
       metacharacters run as ``/bin/sh -c COMMAND`` and simple ones are
       executed directly, split on white space;
-    * as the recipient (or ``default_privs``) when mailhorn runs as root:
-      uid, gid and supplementary groups are set before exec, umask 077, a new
-      session so a time-out kills the whole process group;
+    * as the recipient (or ``default_privs``) when mailhorn runs as root,
+      or through the spawner when it runs as ``mail_owner`` under a root
+      master (:func:`mailhorn.privsep.start_command`): uid, gid and
+      supplementary groups are set before exec, umask 077, a new session so
+      a time-out kills the whole process group;
     * in ``command_execution_directory`` when set, else the user's home
       directory when it exists, else ``/``;
     * with only this environment: ``PATH=/usr/bin:/bin``, the variables named
@@ -50,6 +52,7 @@ import signal
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
+from mailhorn import privsep
 from mailhorn.delivery.privs import Identity, switching_needed
 
 #: Command output kept for the status text (pipe_command keeps a short log).
@@ -187,17 +190,16 @@ async def run_command(command: str, *, identity: Identity, variables: Mapping[st
                       pieces: Callable[[], Iterable[bytes]], settings: CommandSettings) -> CommandResult:
     """Run one delivery command with the message on its input; never raises."""
     argv = argv_for(command, settings.shell)
-    cwd = settings.directory or (identity.home if os.path.isdir(identity.home) else "/")
-    kwargs: dict[str, object] = {}
-    if switching_needed(identity):
-        kwargs = {"user": identity.uid, "group": identity.gid, "extra_groups": identity.groups()}
+    switching = switching_needed(identity)
+    # A home the worker cannot look into (0700, another user's) is tried by the spawner's child itself.
+    home = identity.home if os.path.isdir(identity.home) or (switching and privsep.active()) else "/"
+    cwd = settings.directory or home
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, env=environment(settings, variables), cwd=cwd,
-            start_new_session=True, umask=0o077, close_fds=True, **kwargs)  # type: ignore[arg-type]
-    except OSError as exc:
-        return CommandResult("4.3.0", f"cannot run command {argv[0]}: {exc.strerror}")
+        proc = await privsep.start_command(argv, env=environment(settings, variables), cwd=cwd,
+                                           target=identity.target() if switching else None)
+    except (OSError, privsep.SpawnError) as exc:
+        text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return CommandResult("4.3.0", f"cannot run command {argv[0]}: {text}")
     assert proc.stdin is not None and proc.stdout is not None
     source = iter(pieces())
     timed_out = False
@@ -214,10 +216,7 @@ async def run_command(command: str, *, identity: Identity, variables: Mapping[st
         return CommandResult("4.3.0", f"error reading the message for the command: {exc.strerror}")
     finally:
         if proc.returncode is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            proc.kill_group(signal.SIGKILL)
             await proc.wait()
         for task in (feeder, reader):
             if not task.done():

@@ -80,7 +80,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from mailhorn import log
+from mailhorn import log, privsep
 from mailhorn.address.parse import split_extension
 from mailhorn.address.quote import quote_local
 from mailhorn.config.load import Config
@@ -246,7 +246,7 @@ def command_identity(attrs: PipeAttributes) -> Identity:
         raise PipeConfigError("user= command-line attribute specifies root privileges")
     if gid == 0:
         raise PipeConfigError("user= command-line attribute specifies privileged group id 0")
-    if os.geteuid() != 0:
+    if os.geteuid() != 0 and not privsep.needed(entry.pw_uid):
         return Identity(None, None, name=entry.pw_name)
     groups = tuple(sorted({gid, *os.getgrouplist(entry.pw_name, gid)}))
     return Identity(entry.pw_uid, gid, groups, entry.pw_name)
@@ -559,17 +559,14 @@ class PipeAgent:
             cwd = self.config.get("queue_directory") or "/"
         else:
             cwd = "/"  # the queue directory is private (0700): another user cannot enter it
-        kwargs: dict[str, object] = {}
-        if identity.uid is not None:
-            kwargs = {"user": identity.uid, "group": identity.gid, "extra_groups": list(identity.groups)}
+        target = None
+        if identity.uid is not None and identity.gid is not None:
+            target = privsep.Target("pipe", identity.name, identity.uid, identity.gid, identity.groups, "/")
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True,
-                **kwargs,  # type: ignore[arg-type]
-            )
-        except OSError as exc:
-            return CommandOutcome(Action.DEFERRED, "4.3.0", f'Command failed: {exc.strerror}: "{argv[0]}"')
+            proc = await privsep.start_command(list(argv), env=env, cwd=cwd, target=target, umask=-1)
+        except (OSError, privsep.SpawnError) as exc:
+            text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            return CommandOutcome(Action.DEFERRED, "4.3.0", f'Command failed: {text}: "{argv[0]}"')
         assert proc.stdin is not None and proc.stdout is not None
         feeding = asyncio.create_task(_feed(proc.stdin, message_stream(request, attrs, sender)))
         collecting = asyncio.create_task(_collect(proc.stdout))
@@ -578,12 +575,10 @@ class PipeAgent:
             await asyncio.wait_for(proc.wait(), self._time_limit())
         except asyncio.TimeoutError:
             timed_out = True
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            proc.kill_group(signal.SIGKILL)
             await proc.wait()
         except asyncio.CancelledError:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            proc.kill_group(signal.SIGKILL)
             raise
         finally:
             feeding.cancel()

@@ -12,12 +12,15 @@ What it does
     * in a worker thread of this process when no switch is needed
       (mailhorn runs unprivileged and delivers as itself, or the identity
       is the process's own);
-    * else in a helper process started as root with
-      ``python -m mailhorn.delivery.privs UID GID GROUPS`` that drops to
-      that uid/gid and supplementary groups (setgroups, setgid, setuid, in
-      that order, umask 077) before it reads its first request, and then
-      serves requests one at a time. Helpers are kept per identity and
-      reused; one that stays idle for :data:`HELPER_IDLE` seconds exits.
+    * else in a helper process running as that uid/gid and supplementary
+      groups (setgroups, setgid, setuid, in that order, umask 077) before it
+      reads its first request, and then serving requests one at a time:
+      started by this process with ``python -m mailhorn.delivery.privs UID
+      GID GROUPS`` when it is root, or by the spawner
+      (:mod:`mailhorn.privsep`) for a worker that runs as ``mail_owner``,
+      which then speaks to the helper over a socketpair. Helpers are kept
+      per identity and reused; one that stays idle for :data:`HELPER_IDLE`
+      seconds exits.
 
     Protocol on the helper's stdin/stdout: one JSON line
     ``{"op": NAME, "params": {...}}``, then the content as frames
@@ -51,6 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from mailhorn import privsep
 from mailhorn.config.load import Config
 from mailhorn.delivery import mbox
 from mailhorn.mailstore import maildir, quota
@@ -82,6 +86,8 @@ class Identity:
     shell: str = "/bin/sh"
     supplementary: tuple[int, ...] | None = None
     """Supplementary groups; None: those of the login name (virtual(8) users have only ``gid``)."""
+    kind: str = "local"
+    """Which rule the spawner checks (:class:`mailhorn.privsep.Target`): ``local`` or ``virtual``."""
 
     @classmethod
     def from_passwd(cls, pw: pwd.struct_passwd) -> Identity:
@@ -95,6 +101,10 @@ class Identity:
             return sorted(set(os.getgrouplist(self.user, self.gid)))
         except (OSError, KeyError):
             return [self.gid]
+
+    def target(self) -> privsep.Target:
+        """This identity as a spawner request names it."""
+        return privsep.Target(self.kind, self.user, self.uid, self.gid, tuple(self.groups()), self.home or "/")
 
 
 def lookup_user(name: str) -> Identity | None:
@@ -126,8 +136,8 @@ def default_privs_identity(config: Config) -> Identity:
 
 
 def switching_needed(identity: Identity | None) -> bool:
-    """Whether running as ``identity`` needs a helper process."""
-    return identity is not None and os.geteuid() == 0 and identity.uid != os.geteuid()
+    """Whether running as ``identity`` needs a helper process (we are root, or have a spawner)."""
+    return identity is not None and identity.uid != os.geteuid() and (os.geteuid() == 0 or privsep.active())
 
 
 # -- the operations -------------------------------------------------------------------------
@@ -330,36 +340,23 @@ def main(argv: list[str]) -> int:
 # -- the caller's side ----------------------------------------------------------------------
 
 class _Helper:
+    """A helper this process started (it is root)."""
+
     def __init__(self, identity: Identity) -> None:
         groups = ",".join(str(g) for g in identity.groups())
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mailhorn.delivery.privs", str(identity.uid), str(identity.gid), groups],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd="/", close_fds=True)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.stdin: IO[bytes] = self.proc.stdin
+        self.stdout: IO[bytes] = self.proc.stdout
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def call(self, op: str, params: Params, pieces: Iterable[bytes]) -> Result:
-        stdin, stdout = self.proc.stdin, self.proc.stdout
-        assert stdin is not None and stdout is not None
-        try:
-            stdin.write(json.dumps({"op": op, "params": params}).encode() + b"\n")
-            for piece in pieces:
-                if piece:
-                    stdin.write(b"%d\n" % len(piece))
-                    stdin.write(piece)
-            stdin.write(b"0\n")
-            stdin.flush()
-        except BrokenPipeError as exc:
-            raise HelperError("delivery helper exited") from exc
-        line = stdout.readline()
-        if not line:
-            raise HelperError("delivery helper exited")
-        answer = json.loads(line)
-        if "ok" in answer:
-            return dict(answer["ok"])
-        raise decode_error(dict(answer["error"]))
+        return _call(self.stdin, self.stdout, op, params, pieces)
 
     def close(self) -> None:
         if self.proc.stdin is not None:
@@ -376,11 +373,65 @@ class _Helper:
             self.proc.stdout.close()
 
 
-_idle: dict[tuple[int, int, tuple[int, ...]], list[_Helper]] = {}
+class _SpawnedHelper:
+    """A helper the spawner started for a worker running as ``mail_owner``."""
+
+    def __init__(self, identity: Identity) -> None:
+        try:
+            self.sock = privsep.start_helper_sync(identity.target())
+        except privsep.Refused as exc:
+            raise OSError(errno.EPERM, f"delivery as {identity.user} refused: {exc}") from exc
+        except privsep.SpawnError as exc:
+            raise HelperError(str(exc)) from exc
+        self.stdin: IO[bytes] = self.sock.makefile("wb")
+        self.stdout: IO[bytes] = self.sock.makefile("rb")
+
+    def alive(self) -> bool:
+        try:
+            ready, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not ready  # between requests a helper says nothing; readable means it closed
+
+    def call(self, op: str, params: Params, pieces: Iterable[bytes]) -> Result:
+        return _call(self.stdin, self.stdout, op, params, pieces)
+
+    def close(self) -> None:
+        for stream in (self.stdin, self.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self.sock.close()
+
+
+def _call(stdin: IO[bytes], stdout: IO[bytes], op: str, params: Params, pieces: Iterable[bytes]) -> Result:
+    """One request to a helper and its answer."""
+    try:
+        stdin.write(json.dumps({"op": op, "params": params}).encode() + b"\n")
+        for piece in pieces:
+            if piece:
+                stdin.write(b"%d\n" % len(piece))
+                stdin.write(piece)
+        stdin.write(b"0\n")
+        stdin.flush()
+    except (BrokenPipeError, ConnectionResetError) as exc:
+        raise HelperError("delivery helper exited") from exc
+    line = stdout.readline()
+    if not line:
+        raise HelperError("delivery helper exited")
+    answer = json.loads(line)
+    if "ok" in answer:
+        return dict(answer["ok"])
+    raise decode_error(dict(answer["error"]))
+
+
+_AnyHelper = _Helper | _SpawnedHelper
+_idle: dict[tuple[int, int, tuple[int, ...]], list[_AnyHelper]] = {}
 _pool_lock = threading.Lock()
 
 
-def _take(identity: Identity) -> _Helper:
+def _take(identity: Identity) -> _AnyHelper:
     key = (identity.uid, identity.gid, tuple(identity.groups()))
     with _pool_lock:
         idle = _idle.get(key, [])
@@ -389,10 +440,10 @@ def _take(identity: Identity) -> _Helper:
             if helper.alive():
                 return helper
             helper.close()
-    return _Helper(identity)
+    return _SpawnedHelper(identity) if privsep.active() else _Helper(identity)
 
 
-def _give_back(identity: Identity, helper: _Helper) -> None:
+def _give_back(identity: Identity, helper: _AnyHelper) -> None:
     key = (identity.uid, identity.gid, tuple(identity.groups()))
     with _pool_lock:
         idle = _idle.setdefault(key, [])

@@ -15,8 +15,9 @@ What it does
     * ``virtual_uid_maps`` and ``virtual_gid_maps`` (same keys; e.g.
       ``static:5000``) give the owner; a uid below ``virtual_minimum_uid`` or
       a missing uid/gid defers with ``4.3.5 mail system configuration error``.
-      Running as root the delivery runs with that uid and gid
-      (:mod:`mailhorn.delivery.privs`); unprivileged, as mailhorn itself;
+      Running as root, or as ``mail_owner`` under a root master (through the
+      spawner, :mod:`mailhorn.privsep`), the delivery runs with that uid and
+      gid (:mod:`mailhorn.delivery.privs`); unprivileged, as mailhorn itself;
     * ``Return-Path:``, ``X-Original-To:`` and ``Delivered-To:`` are
       prepended as Postfix does.
 
@@ -171,7 +172,7 @@ class VirtualAgent:
                            await asyncio.to_thread(self.find, "virtual_gid_maps", address))
         if uid < self.config.int("virtual_minimum_uid"):
             raise _ConfigProblem(f"bad uid {uid} in virtual_uid_maps")
-        identity = Identity(address, uid, gid, base or "/", "/bin/sh", (gid,))
+        identity = Identity(address, uid, gid, base or "/", "/bin/sh", (gid,), kind="virtual")
         prepend = headers.prepend_headers(sender=request.sender, orig_rcpt=rcpt.orig_rcpt,
                                           delivered=address.lower())
         if path.endswith("/"):
