@@ -13,7 +13,11 @@ What it does
     The special table ``unix:shadow.byname`` reads /etc/shadow
     (:mod:`mailhorn.auth.shadow`; needs root): a login ``name`` or
     ``name@domain`` with a ``mydestination`` domain looks ``name`` up; locked
-    (``!``, ``*``), password-less and expired accounts never match.
+    (``!``, ``*``), password-less and expired accounts never match.  In a
+    worker running as ``mail_owner`` the table is never read: the password
+    goes to the spawner (:func:`mailhorn.privsep.verify_password`), which
+    answers yes, no, or unknown (then the next table is asked), so no hash
+    ever reaches the worker.
 
     :class:`Authenticator` checks a login:
     :meth:`~Authenticator.authenticate` for a password (PLAIN, LOGIN, POP3
@@ -60,7 +64,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from mailhorn import log
+from mailhorn import log, privsep
 from mailhorn.auth import cram_md5, passwords
 from mailhorn.auth.limiter import Limiter
 from mailhorn.auth.shadow import ShadowError, shadow_password
@@ -146,17 +150,31 @@ class ShadowTable:
     type: str = "unix"
     name: str = "shadow.byname"
 
-    def lookup(self, key: str) -> str | None:
-        """The hash of ``key`` (``name`` or ``name@local-domain``), or None."""
+    def account(self, key: str) -> str | None:
+        """The account name ``key`` stands for (``name`` or ``name@local-domain``), or None."""
         name, at, domain = key.rpartition("@")
         if not at:
-            name = key
-        elif not name or not self.is_local(domain):
+            return key
+        if not name or not self.is_local(domain):
+            return None
+        return name
+
+    def lookup(self, key: str) -> str | None:
+        """The hash of ``key`` (``name`` or ``name@local-domain``), or None."""
+        name = self.account(key)
+        if name is None:
             return None
         try:
             return shadow_password(name, self.path)
         except ShadowError as exc:
             raise TableRetry(f"{SHADOW_TABLE}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Delegated:
+    """A stored password only the spawner may check: that of system account ``name``."""
+
+    name: str
 
 
 class PassDB:
@@ -187,6 +205,21 @@ class PassDB:
             value = table.lookup(user)
             if value is not None:
                 return value
+        return None
+
+    def find(self, user: str, start: int = 0) -> tuple[int, str | Delegated] | None:
+        """The first answer from table ``start`` on, with its index; the shadow table is
+        :class:`Delegated` when a spawner checks it.  Raises TableRetry/TableConfigError."""
+        for index in range(start, len(self.tables)):
+            table = self.tables[index]
+            if isinstance(table, ShadowTable) and privsep.active():
+                name = table.account(user)
+                if name is not None and valid_login(name):
+                    return index, Delegated(name)
+                continue
+            value = table.lookup(user)
+            if value is not None:
+                return index, value
         return None
 
 
@@ -233,6 +266,8 @@ class _Stored:
 
     value: str
     default_scheme: str
+    delegated: Delegated | None = None
+    index: int = 0
 
 
 def _unsupported_scheme(stored: str) -> str | None:
@@ -262,12 +297,17 @@ class Authenticator:
         """The user name ``login`` is looked up as (``auth_username_format``)."""
         return format_username(self.username_format, login)
 
-    async def _stored(self, user: str) -> _Stored | None:
-        """The stored password of ``user``, None if unknown; raises on table errors."""
-        value = await asyncio.to_thread(self.passdb.lookup, user)
-        if value is None or value == "":
+    async def _stored(self, user: str, start: int = 0) -> _Stored | None:
+        """The stored password of ``user`` (from table ``start`` on), None if unknown; raises on table errors."""
+        found = await asyncio.to_thread(self.passdb.find, user, start)
+        if found is None:
             return None
-        stored = _Stored(value, self.default_scheme)
+        index, value = found
+        if isinstance(value, Delegated):
+            return _Stored("", "CRYPT", value, index)
+        if value == "":
+            return None
+        stored = _Stored(value, self.default_scheme, None, index)
         self._stand_in = stored
         return stored
 
@@ -306,13 +346,29 @@ class Authenticator:
         if refused is not None:
             return refused
         user = self.canonical(login) if valid_login(login) else ""
+        checked = False  # a spawner already spent a stand-in verification on this login
         try:
             stored = await self._stored(user) if valid_login(user) else None
+            while stored is not None and stored.delegated is not None:
+                verdict = await privsep.verify_password(stored.delegated.name, password)
+                if verdict == "unknown":
+                    checked = True
+                    stored = await self._stored(user, stored.index + 1)
+                    continue
+                if verdict == "tempfail":
+                    return self._tempfail(client_addr, service, user, TableRetry(
+                        f"{SHADOW_TABLE}: the password check is not available"))
+                if verdict != "yes":
+                    return await self._failed(client_addr, service, user, "Password mismatch")
+                self.limiter.record_success(client_addr)
+                return AuthResult(AuthStatus.OK, user, "Authentication successful.")
         except (TableRetry, TableConfigError, ConfigError, OSError) as exc:
             return self._tempfail(client_addr, service, user, exc)
         candidate = stored if stored is not None else self._stand_in
         unsupported = _unsupported_scheme(candidate.value)
-        outcome = await asyncio.to_thread(self._verify, password, candidate, user)
+        outcome: bool | str = False
+        if stored is not None or not checked:
+            outcome = await asyncio.to_thread(self._verify, password, candidate, user)
         if stored is None:
             return await self._failed(client_addr, service, user, "unknown user")
         if unsupported is not None:
@@ -335,8 +391,8 @@ class Authenticator:
         """
         user = self.canonical(login)
         stored = await self._stored(user) if valid_login(user) else None
-        if stored is None:
-            return None
+        if stored is None or stored.delegated is not None:
+            return None  # shadow(5) hashes are one-way: no CRAM-MD5
         try:
             return passwords.cram_md5_context(stored.value, stored.default_scheme)
         except passwords.PasswordError:
@@ -355,7 +411,9 @@ class Authenticator:
             return self._tempfail(client_addr, service, user, exc)
         context: bytes | None = None
         reason = "unknown user"
-        if stored is not None:
+        if stored is not None and stored.delegated is not None:
+            reason = "Requested CRAM-MD5 scheme, but we have only CRYPT"
+        elif stored is not None:
             try:
                 context = passwords.cram_md5_context(stored.value, stored.default_scheme)
                 reason = "Password mismatch"
