@@ -37,6 +37,20 @@ Logs, in Dovecot's words (program ``imap-login`` before login and
 Timeouts: ``imap_login_timeout`` before login, ``imap_idle_timeout``
 after (RFC 3501 §5.4: at least 30 minutes), then ``* BYE``.
 
+Login and mail processes: a worker running as ``mail_owner`` under a root
+master cannot open a user's Maildir.  After a successful login of a user
+whose uid is not its own, it asks the spawner for a mail process running as
+that user (:func:`mailhorn.privsep.start_mail_process`, Dovecot's
+login/mail process split): the mail process (:func:`run_mail_process`)
+creates the Maildir if needed, says ``+`` (or ``-`` and ends), and runs the
+rest of the session with this very :class:`ImapSession` code; the worker
+sends the tagged ``OK``, logs the ``Login:`` line with the mail process's
+pid as ``mpid``, and from then on relays plaintext between the client
+(TLS stays in the worker, so no key and no client socket ever reach the
+user's process) and the mail process, whose log records it writes
+(``imap(user)``).  Where the worker can read the Maildir (unprivileged, or
+a virtual user with the worker's own uid), the session goes on in-process.
+
 Parameters read: those of :class:`mailhorn.imap.state.ImapSettings`, of
 :class:`mailhorn.auth.passdb.Authenticator` and of
 :class:`mailhorn.auth.userdb.UserDB`.
@@ -58,7 +72,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mailhorn import log, mailaccess
+from mailhorn import log, mailaccess, privsep
 from mailhorn.auth import popbeforesmtp, sasl
 from mailhorn.auth.passdb import AuthResult, AuthStatus, Authenticator
 from mailhorn.auth.userdb import UserDB, UserdbError, UserInfo
@@ -84,7 +98,7 @@ from mailhorn.runtime import Runtime
 from mailhorn.smtpd.stream import Connection, accept_connection
 from mailhorn.tables.base import TableRetry
 
-__all__ = ["SHUTDOWN_GRACE", "ImapService", "ImapSession", "serve"]
+__all__ = ["SHUTDOWN_GRACE", "ImapService", "ImapSession", "run_mail_process", "serve"]
 
 #: Seconds open sessions get to finish after the service is told to stop.
 SHUTDOWN_GRACE = 10.0
@@ -181,6 +195,8 @@ class ImapSession:
         self.end_reason = ""
         self.append: handlers.AppendJob | None = None
         self._read_task: asyncio.Future[bytes] | None = None
+        #: After a login handed to a mail process: the process the session is relayed to.
+        self.mail_process: privsep.MailProcess | None = None
 
     # -- facts handlers use ------------------------------------------------------------------
 
@@ -333,30 +349,72 @@ class ImapSession:
         if info is None:
             log.info(f"auth: imap({result.user},{self.rip}): user not found in the user database")
             return tagged(tag, "NO", "Authentication failed.", "AUTHENTICATIONFAILED")
-        try:
-            await asyncio.to_thread(_ensure_maildir, info)
-        except OSError as exc:
-            log.error(f"user {info.login}: cannot create the Maildir {info.maildir}: {exc}")
-            return tagged(tag, "NO", "Internal error occurred. Refer to server log for more "
-                          "information.", "SERVERBUG")
+        mpid = os.getpid()
+        if privsep.needed(info.uid):
+            started = await self._start_mail_process(info, method)
+            if started is None:
+                return tagged(tag, "NO", "Internal error occurred. Refer to server log for more "
+                              "information.", "SERVERBUG")
+            mpid = started
+        else:
+            try:
+                await asyncio.to_thread(_ensure_maildir, info)
+            except OSError as exc:
+                log.error(f"user {info.login}: cannot create the Maildir {info.maildir}: {exc}")
+                return tagged(tag, "NO", "Internal error occurred. Refer to server log for more "
+                              "information.", "SERVERBUG")
         self.state.user = info
         self.state.phase = Phase.AUTHENTICATED
         self.login_user = info.login
         flag = mailaccess.security_flag(self.state.tls, self.secured)
         extra = f", {flag}" if flag else ""
         log.info(f"Login: user=<{info.login}>, method={method}, rip={self.rip}, lip={self.lip}, "
-                 f"mpid={os.getpid()}{extra}")
+                 f"mpid={mpid}{extra}")
         await popbeforesmtp.record_login(self.config, self.rip)
         log.set_program(f"imap({info.login})")
         return tagged(tag, "OK", "Logged in", "CAPABILITY " + self.capabilities())
 
+    async def _start_mail_process(self, info: UserInfo, method: str) -> int | None:
+        """Start the user's mail process; its pid, or None (logged) when it cannot serve."""
+        state = {"service": self.shared.service_name, "user": privsep.user_state(info), "maildir": info.maildir,
+                 "rip": self.rip, "lip": self.lip, "tls": self.state.tls, "method": method}
+        try:
+            proc = await privsep.start_mail_process("imap", privsep.mail_target(info), dict(self.config.overrides), state)
+        except (privsep.SpawnError, OSError) as exc:
+            log.error(f"user {info.login}: cannot start the mail process: {exc}")
+            return None
+        failure = await proc.ready()
+        if failure is not None:
+            proc.close()
+            return None
+        self.mail_process = proc
+        return proc.pid
+
+    def _unread_input(self) -> bytes:
+        """What the client sent after the login command, for the mail process."""
+        pending = bytes(self.codec._buf)  # the codec stands at a command boundary after a login
+        self.codec._buf.clear()
+        if self._read_task is not None:
+            if self._read_task.done() and not self._read_task.cancelled():
+                pending += self._read_task.result()
+            else:
+                self._read_task.cancel()
+            self._read_task = None
+        return pending
+
     # -- the loop ------------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        self.write(b"* OK [CAPABILITY " + self.capabilities().encode() + b"] "
-                   + self.settings.greeting.encode("utf-8") + b"\r\n")
+    async def run(self, greeting: bool = True) -> None:
+        """Serve the client; ``greeting`` False resumes a session logged in elsewhere (a mail process)."""
+        if greeting:
+            self.write(b"* OK [CAPABILITY " + self.capabilities().encode() + b"] "
+                       + self.settings.greeting.encode("utf-8") + b"\r\n")
         try:
             while self.state.phase is not Phase.LOGOUT:
+                if self.mail_process is not None:
+                    await self.drain()
+                    await privsep.relay(self.conn, self.mail_process, self._unread_input())
+                    return
                 event = self.codec.next_event()
                 if event is None:
                     if self.codec.closed:
@@ -383,7 +441,8 @@ class ImapSession:
             self.append.discard()
         if self.state.selected is not None:
             self.state.selected.close()
-        self._log_disconnect()
+        if self.mail_process is None:  # else the mail process logs the end of the session
+            self._log_disconnect()
         try:
             self.conn.close()
         except Exception:  # noqa: BLE001 - the transport may already be gone
@@ -481,6 +540,35 @@ class ImapSession:
         view.wake.clear()
         for line in lines:
             self.write(line)
+
+
+async def run_mail_process(config: Config, sock: socket.socket, state: dict[str, Any]) -> int:
+    """The post-login session in a process running as the user (started by the spawner).
+
+    The worker relays the client's plaintext on ``sock``; the first line
+    written is ``+`` (serving) or ``-error`` (then the process ends).
+    """
+    shared = ImapService.build(config, str(state.get("service", "imap")))
+    info = privsep.user_info(state.get("user"))
+    conn = await accept_connection(sock, None, shared.settings.login_timeout)
+    session = ImapSession(shared, conn, str(state.get("rip", "")), str(state.get("lip", "")),
+                          tls=bool(state.get("tls")))
+    log.set_program(f"imap({info.login})")
+    try:
+        await asyncio.to_thread(_ensure_maildir, info)
+    except OSError as exc:
+        log.error(f"cannot create the Maildir {info.maildir}: {exc}")
+        conn.write(b"-error\n")
+        await conn.drain()
+        conn.close()
+        return 1
+    conn.write(b"+\n")
+    session.state.user = info
+    session.state.phase = Phase.AUTHENTICATED
+    session.state.method = str(state.get("method", ""))
+    session.login_user = info.login
+    await session.run(greeting=False)
+    return 0
 
 
 def _ensure_maildir(info: UserInfo) -> None:

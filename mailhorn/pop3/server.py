@@ -40,6 +40,19 @@ What it does
         pop3-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<u>, method=PLAIN, rip=…, lip=…, session=<…>
         pop3(u): Disconnected: Logged out top=0/0, retr=1/123, del=1/3, size=456
 
+    Login and mail processes: a worker running as ``mail_owner`` under a
+    root master cannot open a user's Maildir.  After a login of a user
+    whose uid is not its own it asks the spawner for a mail process running
+    as that user (:func:`mailhorn.privsep.start_mail_process`, Dovecot's
+    login/mail split).  The mail process (:func:`run_mail_process`) opens
+    and locks the maildrop, says ``+`` (or ``-inuse``/``-error`` and ends),
+    and runs the TRANSACTION and UPDATE states with this same
+    :class:`Pop3Connection` code; the worker answers ``+OK Logged in.``,
+    logs ``Login:`` with the mail process's pid as ``mpid``, and relays
+    plaintext between the client (TLS stays in the worker) and the mail
+    process, whose log records it writes.  Where the worker can read the
+    Maildir the session stays in-process.
+
 Parameters read
     All declared in the parameter registry: ``login_greeting`` (Dovecot;
     default ``mailhorn ready.``), ``auth_mechanisms``,
@@ -72,11 +85,12 @@ import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from mailhorn import log, mailaccess
+from mailhorn import log, mailaccess, privsep
 from mailhorn.auth import popbeforesmtp, sasl
 from mailhorn.auth.passdb import AuthStatus, Authenticator
-from mailhorn.auth.userdb import UserDB, UserdbError
+from mailhorn.auth.userdb import UserDB, UserdbError, UserInfo
 from mailhorn.config.errors import ConfigError
 from mailhorn.config.load import Config
 from mailhorn.config.mastercf import Service
@@ -86,14 +100,14 @@ from mailhorn.mailstore.maildir import CHUNK
 from mailhorn.pop3.codec import TERMINATOR, Command, LineTooLong, MessageEncoder, Pop3Decoder, err
 from mailhorn.pop3.maildrop import LOCK_REFRESH, OpenMaildrop, check_uidl_format, open_maildrop
 from mailhorn.pop3.session import (
-    AUTH_FAILED_TEXT, IN_USE_TEXT, INTERNAL_ERROR_TEXT, TEMPFAIL_TEXT, CheckLogin, Pop3Options, Pop3Session,
-    Reply, Retrieve, StartTls, State, Update,
+    AUTH_FAILED_TEXT, IN_USE_TEXT, INTERNAL_ERROR_TEXT, TEMPFAIL_TEXT, CheckLogin, Maildrop, Pop3Options,
+    Pop3Session, Reply, Retrieve, StartTls, State, Update,
 )
 from mailhorn.runtime import Runtime
 from mailhorn.smtpd.stream import Connection, accept_connection
 from mailhorn.tables.base import TableRetry
 
-__all__ = ["LOGIN_PROGRAM", "SHUTDOWN_GRACE", "Pop3Settings", "serve"]
+__all__ = ["LOGIN_PROGRAM", "SHUTDOWN_GRACE", "Pop3Settings", "run_mail_process", "serve"]
 
 #: Seconds open sessions get to finish after the service is told to stop.
 SHUTDOWN_GRACE = 10.0
@@ -217,6 +231,8 @@ class Pop3Connection:
         self.decoder = Pop3Decoder()
         self.tls = False
         self.drop: OpenMaildrop | None = None
+        #: After a login handed to a mail process: the process the session is relayed to.
+        self.mail_process: privsep.MailProcess | None = None
 
     # -- options --------------------------------------------------------------------
     def _options(self) -> Pop3Options:
@@ -267,9 +283,6 @@ class Pop3Connection:
 
     # -- the session ----------------------------------------------------------------------
     async def run(self) -> None:
-        session: Pop3Session | None = None
-        reason = "Connection closed"
-        refresher: asyncio.Task[None] | None = None
         try:
             s = self.ctx.settings
             self.sock.setblocking(False)
@@ -288,9 +301,21 @@ class Pop3Connection:
                          f"session=<{self.id}>", program=LOGIN_PROGRAM)
                 self.sock.close()
                 return
-            self.tls = context is not None
-            session = Pop3Session(self._options())
-            await self._send(session.greeting())
+        except BaseException:
+            self.sock.close()
+            raise
+        self.tls = context is not None
+        await self.serve(Pop3Session(self._options()), greeting=True)
+
+    async def serve(self, session: Pop3Session, greeting: bool = False) -> None:
+        """The command loop, in the worker from the greeting on, or in a mail process from the login on."""
+        reason = "Connection closed"
+        refresher: asyncio.Task[None] | None = None
+        if session.state is State.TRANSACTION and self.drop is not None:
+            refresher = asyncio.create_task(self._refresh(self.drop))
+        try:
+            if greeting:
+                await self._send(session.greeting())
             while True:
                 command = await self._next(session)
                 action = session.handle(command)
@@ -303,6 +328,12 @@ class Pop3Connection:
                     await self._start_tls(session, action)
                 elif isinstance(action, CheckLogin):
                     await self._send(await self._login(session, action))
+                    if self.mail_process is not None:
+                        assert self.conn is not None
+                        unread = bytes(self.decoder._buf)  # what followed the login command
+                        self.decoder._buf.clear()
+                        await privsep.relay(self.conn, self.mail_process, unread)
+                        break
                     if session.state is State.TRANSACTION and self.drop is not None:
                         refresher = asyncio.create_task(self._refresh(self.drop))
                 elif isinstance(action, Retrieve):
@@ -321,12 +352,10 @@ class Pop3Connection:
                 refresher.cancel()
             if self.drop is not None:
                 await asyncio.to_thread(self.drop.release)
-            if session is not None:
+            if self.mail_process is None:  # else the mail process logs the end of the session
                 self._log_end(session, reason)
             if self.conn is not None:
                 self.conn.close()
-            else:
-                self.sock.close()
 
     async def _start_tls(self, session: Pop3Session, action: StartTls) -> None:
         context = self.ctx.settings.tls.context
@@ -369,6 +398,8 @@ class Pop3Connection:
         if info is None:
             log.error(f"user {user}: user is in passdb_maps but has no mailbox (userdb)", program=LOGIN_PROGRAM)
             return session.login_failed(AUTH_FAILED_TEXT)
+        if privsep.needed(info.uid):
+            return await self._hand_off(session, action, user, info)
         try:
             drop = await asyncio.to_thread(open_maildrop, info.maildir, lock_session=ctx.settings.lock_session,
                                            lock_wait=ctx.lock_wait, uidl_format=ctx.settings.uidl_format)
@@ -386,6 +417,27 @@ class Pop3Connection:
                  f"mpid={os.getpid()}{', ' + flags if flags else ''}, session=<{self.id}>", program=LOGIN_PROGRAM)
         await popbeforesmtp.record_login(ctx.userdb.config, self.rip)
         return session.login_succeeded(user, drop.maildrop)
+
+    async def _hand_off(self, session: Pop3Session, action: CheckLogin, user: str, info: UserInfo) -> bytes:
+        """Start the user's mail process; the answer to the login."""
+        state: dict[str, Any] = {"service": self.ctx.service, "user": privsep.user_state(info),
+                                 "maildir": info.maildir, "rip": self.rip, "lip": self.lip, "tls": self.tls}
+        try:
+            proc = await privsep.start_mail_process("pop3", privsep.mail_target(info),
+                                                    dict(self.ctx.userdb.config.overrides), state)
+        except (privsep.SpawnError, OSError) as exc:
+            log.error(f"user {user}: cannot start the mail process: {exc}", program=LOGIN_PROGRAM)
+            return session.login_failed(INTERNAL_ERROR_TEXT)
+        failure = await proc.ready()
+        if failure is not None:
+            proc.close()
+            return session.login_failed(IN_USE_TEXT if failure == "inuse" else INTERNAL_ERROR_TEXT)
+        self.mail_process = proc
+        flags = self._flags()
+        log.info(f"Login: user=<{user}>, method={action.method}, rip={self.rip}, lip={self.lip}, "
+                 f"mpid={proc.pid}{', ' + flags if flags else ''}, session=<{self.id}>", program=LOGIN_PROGRAM)
+        await popbeforesmtp.record_login(self.ctx.userdb.config, self.rip)
+        return session.login_succeeded(user, Maildrop([]))
 
     async def _retrieve(self, session: Pop3Session, action: Retrieve) -> None:
         assert self.drop is not None
@@ -443,3 +495,45 @@ class Pop3Connection:
                      f"user=<{session.last_login}>, method={session.last_method}, {tail}", program=LOGIN_PROGRAM)
         else:
             log.info(f"{head} (no auth attempts in {secs} secs): user=<>, {tail}", program=LOGIN_PROGRAM)
+
+
+async def run_mail_process(config: Config, sock: socket.socket, state: dict[str, Any]) -> int:
+    """TRANSACTION and UPDATE in a process running as the user (started by the spawner).
+
+    The worker relays the client's plaintext on ``sock``; the first line
+    written is ``+`` (serving), ``-inuse`` (another session holds the
+    maildrop) or ``-error``.
+    """
+    settings = Pop3Settings.from_config(config)
+    ctx = ServiceContext(settings, Authenticator(config), UserDB(config), None,
+                         str(state.get("service", "pop3")), LOCK_WAIT)
+    info = privsep.user_info(state.get("user"))
+    connection = Pop3Connection(ctx, sock, (str(state.get("rip", "")), 0))
+    connection.lip = str(state.get("lip", ""))
+    connection.tls = bool(state.get("tls"))
+    conn = connection.conn = await accept_connection(sock, None, settings.login_timeout)
+    session = Pop3Session(connection._options())
+    log.set_program(session_program(info.login))
+    try:
+        drop = await asyncio.to_thread(open_maildrop, info.maildir, lock_session=settings.lock_session,
+                                       lock_wait=ctx.lock_wait, uidl_format=settings.uidl_format)
+    except LockTimeout:
+        log.info(f"Disconnected: Couldn't lock POP3 session "
+                 f"{logout_text(settings.logout_format, session.logout_variables())}")
+        failure = b"-inuse\n"
+    except (MailstoreError, OSError) as exc:
+        log.error(f"cannot open the maildrop {info.maildir}: {exc}")
+        failure = b"-error\n"
+    else:
+        connection.drop = drop
+        session.login_succeeded(info.login, drop.maildrop)
+        conn.write(b"+\n")
+        await connection.serve(session)
+        return 0
+    conn.write(failure)
+    try:
+        await conn.drain()
+    except ConnectionError:
+        pass
+    conn.close()
+    return 1
