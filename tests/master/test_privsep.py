@@ -91,7 +91,11 @@ def system() -> Iterator[System]:
         vbase = mh.base / "vmail"
         vbase.mkdir(mode=0o770)
         os.chown(vbase, vm.pw_uid, vm.pw_gid)
-        (mh.etc / "aliases").write_text(f"root: {user}\npostmaster: root\n")
+        out = mh.base / "cmdout"
+        out.mkdir(mode=0o777)
+        os.chmod(out, 0o1777)
+        (mh.etc / "aliases").write_text(f"root: {user}\npostmaster: root\n"
+                                        f"runcmd: \"|/bin/sh -c 'id -u > {out}/uid; cat > {out}/msg'\"\n")
         (mh.etc / "vmailbox").write_text("v@virt.test virt.test/v/\n")
         ports = {"smtp": free_port(), "pop3": free_port(), "imap": free_port()}
         mh.write_main(
@@ -166,6 +170,14 @@ def test_root_master_delivers_and_serves_through_the_spawner(system: System) -> 
     st = os.stat(vfiles[0])
     assert (st.st_uid, st.st_gid) == (system.vmail.pw_uid, system.vmail.pw_gid)
     assert "Subject: virtual" in vfiles[0].read_text()
+
+    # |command of a root-owned alias runs as default_privs (nobody), never as root or mail_owner.
+    _send(system, "runcmd@home.lan", "command")
+    out = mh.base / "cmdout"
+    assert wait_for(lambda: (out / "msg").exists() and "Subject: command" in (out / "msg").read_text(), 60), \
+        mh.log()[-3000:]
+    assert (out / "uid").read_text().strip() == str(pwd.getpwnam("nobody").pw_uid)
+    assert os.stat(out / "msg").st_uid == pwd.getpwnam("nobody").pw_uid
 
     # (d) POP3 and IMAP logins with the shadow password read the delivered mail.
     pop = poplib.POP3("127.0.0.1", system.ports["pop3"], timeout=30)
