@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import NoReturn, TextIO
+from typing import NoReturn
 
 #: syslog facility codes (RFC 5424 §6.2.1) for ``syslog_facility``.
 FACILITIES = {
@@ -48,10 +48,14 @@ class _State:
     syslog_name: str = "mailhorn"
     facility: int = FACILITIES["mail"]
     maillog_file: str | None = None
-    stderr: TextIO | None = None
+    stderr: bool = False
     syslog_path: str | None = "/dev/log"
     lock: threading.Lock = field(default_factory=threading.Lock)
     sock: socket.socket | None = None
+    hostname: str = field(default_factory=socket.gethostname)
+    log_fd: int | None = None
+    log_ident: tuple[int, int] | None = None
+    log_checked: float = 0.0
 
 
 _state = _State()
@@ -82,7 +86,9 @@ def setup(
     _state.syslog_name = syslog_name or "mailhorn"
     _state.facility = FACILITIES.get(facility.lower(), FACILITIES["mail"])
     _state.maillog_file = maillog_file or None
-    _state.stderr = sys.stderr if stderr else None
+    _state.stderr = stderr
+    _state.hostname = socket.gethostname()
+    _close_maillog()
     _state.syslog_path = syslog_path
     if _state.sock is not None:
         _state.sock.close()
@@ -98,24 +104,61 @@ def _emit(severity: str, text: str, name: str | None) -> None:
     body = text if severity == "info" else f"{severity}: {text}"
     name = name or program()
     with _state.lock:
-        if _state.stderr is not None:
-            print(f"{name}: {body}", file=_state.stderr, flush=True)
+        if _state.stderr:
+            # sys.stderr at the time of writing: it may have been replaced since setup().
+            print(f"{name}: {body}", file=sys.stderr, flush=True)
         if _state.maillog_file:
             _write_file(body, name)
         else:
             _write_syslog(severity, body, name)
 
 
+#: How often an open maillog_file is checked for rotation (seconds).
+_REOPEN_CHECK = 1.0
+
+
 def _write_file(body: str, name: str) -> None:
     assert _state.maillog_file is not None
     stamp = time.strftime("%b %e %H:%M:%S")
-    line = f"{stamp} {socket.gethostname()} {tag(name)}: {body}\n"
+    line = f"{stamp} {_state.hostname} {tag(name)}: {body}\n"
     try:
-        with open(_state.maillog_file, "a", encoding="utf-8", errors="backslashreplace") as f:
-            f.write(line)
+        fd = _maillog_fd(_state.maillog_file)
+        os.write(fd, line.encode("utf-8", "backslashreplace"))
     except OSError as exc:
-        if _state.stderr is None:
+        _close_maillog()
+        if not _state.stderr:
             print(f"{_state.program}: warning: open {_state.maillog_file}: {exc.strerror}", file=sys.stderr)
+
+
+def _maillog_fd(path: str) -> int:
+    """An O_APPEND descriptor of ``maillog_file``, reopened when the file was
+    rotated (its device/inode changed) so that a log rotator's new file is used."""
+    now = time.monotonic()
+    if _state.log_fd is not None and now < _state.log_checked + _REOPEN_CHECK:
+        return _state.log_fd
+    _state.log_checked = now
+    try:
+        st = os.stat(path)
+        ident: tuple[int, int] | None = (st.st_dev, st.st_ino)
+    except FileNotFoundError:
+        ident = None
+    if _state.log_fd is not None and ident == _state.log_ident:
+        return _state.log_fd
+    _close_maillog()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    st = os.fstat(fd)
+    _state.log_fd, _state.log_ident = fd, (st.st_dev, st.st_ino)
+    return fd
+
+
+def _close_maillog() -> None:
+    if _state.log_fd is not None:
+        try:
+            os.close(_state.log_fd)
+        except OSError:
+            pass
+    _state.log_fd = None
+    _state.log_ident = None
 
 
 def _write_syslog(severity: str, body: str, name: str) -> None:

@@ -115,9 +115,12 @@ def pgsql_server() -> Iterator[dict[str, object]]:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_table_cache() -> Iterator[None]:
-    """Tables are cached per process; each test starts with none open."""
+def _fresh_process_state() -> Iterator[None]:
+    """Tables are cached and logging is configured per process; each test
+    starts with no table open and logging at its defaults."""
     yield
+    from mailhorn import log
     from mailhorn.tables.registry import clear_cache
 
     clear_cache()
+    log.setup("mailhorn", syslog_path=None)

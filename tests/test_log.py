@@ -101,3 +101,17 @@ def test_program_per_call_and_per_task(tmp_path: Path) -> None:
     assert f"mailhorn/pickup[{pid}]: from pickup" in text
     assert text.count(f"mailhorn/cleanup[{pid}]: handed over") == 2
     assert f"mailhorn/master[{pid}]: supervisor" in text
+
+
+def test_maillog_file_reopened_after_rotation(tmp_path: Path) -> None:
+    path = tmp_path / "maillog"
+    log.setup("smtpd", maillog_file=str(path), syslog_path=None)
+    log.info("before rotation")
+    path.rename(tmp_path / "maillog.1")
+    import time as _time
+
+    _time.sleep(1.1)  # the open file is checked for rotation at most once a second
+    log.info("after rotation")
+    assert "before rotation" in (tmp_path / "maillog.1").read_text()
+    assert "after rotation" in path.read_text()
+    assert "after rotation" not in (tmp_path / "maillog.1").read_text()
