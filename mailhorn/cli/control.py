@@ -106,6 +106,14 @@ def _setup(argv: list[str]) -> tuple[str, Config | None, _Reporter]:
     return directory, config, _Reporter(config)
 
 
+def _fatal_findings(directory: str, reporter: _Reporter) -> bool:
+    """``postfix start`` runs its check first and refuses on fatal problems."""
+    fatal = [text for severity, text in check_findings(directory) if severity == "fatal"]
+    for text in fatal:
+        reporter.say("fatal", text)
+    return bool(fatal)
+
+
 def _running(config: Config, reporter: _Reporter, *, quiet: bool = False) -> int | None:
     pid = control.running_pid(config)
     if pid is None and not quiet:
@@ -123,6 +131,8 @@ def run_start(argv: list[str]) -> int:
         return 1
     if control.running_pid(config) is not None:
         reporter.say("fatal", "the mail system is already running")
+        return 1
+    if _fatal_findings(directory, reporter):
         return 1
     reporter.say("info", "starting the mail system")
     read_fd, write_fd = os.pipe()
@@ -187,6 +197,8 @@ def run_start_fg(argv: list[str]) -> int:
         return 1
     if control.running_pid(config) is not None:
         reporter.say("fatal", "the mail system is already running")
+        return 1
+    if _fatal_findings(directory, reporter):
         return 1
     reporter.say("info", "starting the mail system")
     failed: list[str] = []

@@ -11,6 +11,9 @@ Findings are returned as ``(severity, text)`` pairs, severity ``warning`` or
   a warning (``group or other writable: PATH``). Run by root, the queue
   directory and ``pid`` must be owned by root and the queue subdirectories by
   ``mail_owner`` (``not owned by postfix: PATH``), as postfix-script checks;
+* a lookup table of a type mailhorn does not know, in a ``*_maps`` or
+  ``*_checks`` parameter or after a ``check_*_access`` restriction, is fatal
+  and names the file, line and parameter;
 * every table named in an explicitly set parameter (main.cf or a master.cf
   ``-o``) whose type reads a file (``texthash regexp pcre cidr sqlite mysql
   pgsql``) must have that file; ``hash:``/``btree:`` need the ``.sqlite``
@@ -142,9 +145,49 @@ def table_specs(config: Config, names: Iterable[str]) -> Iterator[tuple[str, str
                 yield param, kind, name
 
 
-def check_tables(config: Config, names: Iterable[str]) -> list[Finding]:
-    """Missing table files and stale indexes."""
+#: Restrictions whose argument is a lookup table (access(5)).
+_ACCESS_RESTRICTIONS = frozenset({
+    "check_client_access", "check_reverse_client_access", "check_helo_access", "check_sender_access",
+    "check_recipient_access", "check_etrn_access", "check_ccert_access", "check_sasl_access",
+    "check_helo_mx_access", "check_sender_mx_access", "check_recipient_mx_access",
+    "check_client_mx_access", "check_helo_a_access", "check_sender_a_access",
+    "check_recipient_a_access", "check_client_a_access", "check_helo_ns_access",
+    "check_sender_ns_access", "check_recipient_ns_access", "check_client_ns_access",
+})
+
+
+def _table_items(param: str, value: str) -> Iterator[str]:
+    """The items of ``param`` that must be ``type:name`` lookup tables."""
+    items = split_list(value)
+    if param.endswith(("_maps", "_checks")) or param == "alias_database":
+        yield from items
+    elif param.endswith("_restrictions") or param.startswith("smtpd_restriction_class"):
+        for before, item in zip(items, items[1:]):
+            if before in _ACCESS_RESTRICTIONS:
+                yield item
+
+
+def unknown_table_types(config: Config, names: Iterable[str]) -> list[Finding]:
+    """A table type mailhorn does not know is fatal, as when a daemon opens it
+    (``unsupported dictionary type: X``); the finding names file, line and parameter."""
+    from mailhorn.tables.registry import TABLE_TYPES
+
     findings: list[Finding] = []
+    for param in list(names):
+        for item in _table_items(param, config.get(param)):
+            spec = item.removeprefix("proxy:")
+            kind, sep, _name = spec.partition(":")
+            if not sep or kind in TABLE_TYPES or not kind.replace("-", "").isalnum():
+                continue
+            file, line = config.where(param)
+            where = f"{file}, line {line}: " if file else ""
+            findings.append(("fatal", f"{where}parameter {param}: unsupported dictionary type: {kind}"))
+    return findings
+
+
+def check_tables(config: Config, names: Iterable[str]) -> list[Finding]:
+    """Unknown table types, missing table files and stale indexes."""
+    findings: list[Finding] = unknown_table_types(config, names)
     seen: set[tuple[str, str]] = set()
     for param, kind, name in table_specs(config, names):
         if (kind, name) in seen:

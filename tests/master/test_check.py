@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from mailhorn.master.check import run_check
 from tests.conftest import run_mailhorn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,3 +145,26 @@ def test_certificate_problems(tmp_path: Path) -> None:
         f"mailhorn/postfix-script: warning: submission/inet: cannot open file {etc}/missing.crt: "
         "No such file or directory",
     ]
+
+
+def test_unknown_table_type_is_fatal_with_file_and_line(tmp_path: Path) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "master.cf").write_text("")
+    (etc / "main.cf").write_text(
+        f"queue_directory = {tmp_path}/queue\n"
+        "virtual_alias_maps = foo:/etc/x\n"
+        "smtpd_recipient_restrictions = permit_mynetworks,\n"
+        "  check_policy_service inet:127.0.0.1:1, check_recipient_access bdb:/etc/y, reject\n")
+    findings = run_check(str(etc))
+    assert ("fatal", f"{etc}/main.cf, line 2: parameter virtual_alias_maps: unsupported dictionary type: foo") \
+        in findings
+    assert ("fatal", f"{etc}/main.cf, line 3: parameter smtpd_recipient_restrictions: "
+                     "unsupported dictionary type: bdb") in findings
+    assert not any("inet" in text for _, text in findings)
+    env = {k: v for k, v in os.environ.items() if k != "MAIL_CONFIG"}
+    started = subprocess.run([sys.executable, "-m", "mailhorn", "-c", str(etc), "start"],
+                             capture_output=True, text=True, env=env, timeout=60)
+    assert started.returncode == 1
+    assert "unsupported dictionary type: foo" in started.stderr
+    assert "starting the mail system" not in started.stderr
