@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from mailhorn.cleanup.request import CleanupRequest, CleanupResult
+from mailhorn.cleanup.request import CleanupRequest, CleanupResult, SmtpdActions
 
 if TYPE_CHECKING:
     from mailhorn.queue.store import QueueStore
@@ -32,6 +32,22 @@ class CleanupSession(Protocol):
 
     async def abort(self) -> None:
         """Give the message up; nothing is left in the queue."""
+        ...
+
+
+@runtime_checkable
+class TakesLateActions(Protocol):
+    """A cleanup session that accepts access(5) actions after its content started.
+
+    smtpd_end_of_data_restrictions (and a policy service asked at
+    END-OF-MESSAGE) choose HOLD, DISCARD, FILTER or REDIRECT when cleanup
+    already has the request; smtpd hands them over before ``finish``, as
+    Postfix's smtpd sends them to cleanup after the content. Optional: a
+    session without it cannot honour such actions (smtpd logs a warning).
+    """
+
+    def add_actions(self, actions: SmtpdActions) -> None:
+        """Apply these actions too when the message is finished."""
         ...
 
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from mailhorn import log
 from mailhorn.anvil import Anvil
 from mailhorn.queue.store import QueueStore, Recovery
-from mailhorn.cleanup.request import CleanupResult, Outcome
+from mailhorn.cleanup.request import CleanupResult, Outcome, SmtpdActions
 from mailhorn.runtime import CleanupSession, Runtime
 
 if TYPE_CHECKING:
@@ -115,6 +115,10 @@ class NotifyingSession:
 
     async def write(self, data: bytes) -> None:
         await self._inner.write(data)
+
+    def add_actions(self, actions: SmtpdActions) -> None:
+        """Actions from smtpd_end_of_data_restrictions (see :class:`mailhorn.runtime.TakesLateActions`)."""
+        self._inner.add_actions(actions)
 
     async def finish(self) -> CleanupResult:
         result = await self._inner.finish()

@@ -83,6 +83,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 
 from mailhorn import log
 from mailhorn.cleanup.body import ContentState
@@ -90,7 +91,7 @@ from mailhorn.cleanup.headers import ContentChecks
 from mailhorn.address.virtual import VirtualAliasError
 from mailhorn.cleanup.local_clients import LocalClients
 from mailhorn.cleanup.mapping import AddressMapping
-from mailhorn.cleanup.request import CleanupRequest, CleanupResult, Outcome, Source
+from mailhorn.cleanup.request import CleanupRequest, CleanupResult, Outcome, SmtpdActions, Source
 from mailhorn.cleanup.settings import Settings
 from mailhorn.config.load import Config
 from mailhorn.config.maincf import split_list
@@ -138,6 +139,7 @@ class CleanupSession:
         self._closed = False
         self._error: QueueWriteError | TableRetry | None = None
         self._maps = True
+        self._late_filter: str | None = None
 
     # -- protocol ---------------------------------------------------------
     async def start(self) -> str:
@@ -210,6 +212,32 @@ class CleanupSession:
             return end
         return start
 
+    def add_actions(self, actions: SmtpdActions) -> None:
+        """Actions chosen after the content started (smtpd_end_of_data_restrictions).
+
+        HOLD, DISCARD and REDIRECT take effect at :meth:`finish` as if they
+        had come with the request; the last FILTER and REDIRECT win. A FILTER
+        is recorded after the content (the envelope may already be written),
+        as Postfix's smtpd sends it in the extracted segment. PREPEND is
+        ignored: the headers are written already, and Postfix refuses the
+        action at this stage too (smtpd logs the warning).
+        """
+        if self._closed:
+            return
+        old = self.request.actions
+        merged = replace(
+            old,
+            hold=actions.hold if actions.hold is not None else old.hold,
+            discard=actions.discard if actions.discard is not None else old.discard,
+            filter=actions.filter or old.filter,
+            redirect=actions.redirect or old.redirect,
+        )
+        self.request = replace(self.request, actions=merged)
+        if self._state is not None:
+            self._state.req = self.request
+        if actions.filter:
+            self._late_filter = actions.filter
+
     async def finish(self) -> CleanupResult:
         """End of content: run the end-of-message steps, commit, answer."""
         await self.start()
@@ -255,6 +283,8 @@ class CleanupSession:
         held = state.hold or self.request.actions.hold is not None
         try:
             writer.end_content()
+            if self._late_filter:
+                writer.content_filter(self._late_filter)
             for address, orcpt, notify, original in recipients:
                 writer.recipient(address, orig_rcpt=original, dsn_orcpt=orcpt, dsn_notify=notify)
             queue_id = await writer.acommit("hold" if held else "incoming")

@@ -119,7 +119,7 @@ _ENVELOPE = frozenset({
 })
 _CONTENT = frozenset({RecordType.CONTENT, RecordType.EXTRACTED})
 _EXTRACT = frozenset({
-    RecordType.DSN_ORCPT, RecordType.DSN_NOTIFY, RecordType.ORIG_RCPT, RecordType.RCPT,
+    RecordType.CONTENT_FILTER, RecordType.DSN_ORCPT, RecordType.DSN_NOTIFY, RecordType.ORIG_RCPT, RecordType.RCPT,
     RecordType.DONE, RecordType.RETURN_RECEIPT, RecordType.ERRORS_TO, RecordType.END,
 })
 #: Records that only describe the recipient that follows them.
@@ -235,7 +235,10 @@ class QueueFileWriter:
         self._put(RecordType.ATTR, _check_text(f"{name}={value}", "attribute"))
 
     def content_filter(self, value: str) -> None:
-        self._need("envelope")
+        """The content filter; one in the extracted segment (chosen after the
+        content, e.g. by smtpd_end_of_data_restrictions) overrides the envelope's."""
+        if self._segment not in ("envelope", "extracted"):
+            raise ValueError("a content filter goes in the envelope or extracted segment")
         self._put(RecordType.CONTENT_FILTER, _check_text(value, "content filter"))
 
     def dsn(self, envid: str | None, ret: DsnRet | None) -> None:

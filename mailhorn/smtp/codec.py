@@ -23,7 +23,8 @@ or is waiting for a reply):
 
 Session state follows the replies: a 2xx to MAIL opens the transaction, to
 RCPT counts a recipient, 354 to DATA starts the content, any reply to the end
-of the content (or 2xx to RSET, HELO/EHLO) ends the transaction.
+of the message (DATA's end, BDAT ... LAST; or 2xx to RSET, HELO/EHLO) ends the
+transaction; a refused BDAT chunk that is not the last does not.
 
 STARTTLS (RFC 3207 §4.2; CVE-2011-0411): after the STARTTLS line the engine
 interprets nothing more.  When smtpd has sent ``220`` it calls
@@ -413,7 +414,9 @@ class ServerEngine:
             if first.code == 334:
                 self._mode = _Mode.AUTH
         elif isinstance(ev, BodyEnd):
-            if ev.last or not first.is_positive:
+            # A refused BDAT chunk leaves the transaction open until LAST, as
+            # in Postfix (smtpd answers later chunks "551 ... Discarded").
+            if ev.last:
                 self._reset_transaction()
         if first.code == 421 or first.code == 521:
             self._mode = _Mode.CLOSED

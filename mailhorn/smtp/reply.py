@@ -218,6 +218,11 @@ def bdat_queued_as(octets: int, queue_id: str) -> Reply:
     return Reply.of(250, "2.0.0", f"Ok: {octets} bytes queued as {queue_id}")
 
 
+def bdat_discarded(octets: int) -> Reply:
+    """``551 5.0.0 Discarded N bytes after earlier error``: a BDAT chunk of a refused message."""
+    return Reply.of(551, "5.0.0", f"Discarded {octets} bytes after earlier error")
+
+
 def timeout_exceeded(myhostname: str) -> Reply:
     """``421 4.4.2 HOST Error: timeout exceeded`` (smtpd_timeout)."""
     return Reply.of(421, "4.4.2", f"{myhostname} Error: timeout exceeded")

@@ -19,7 +19,10 @@ table's text (default ``Access denied``); ``4NN``/``5NN text`` refuse with
 that code; DEFER_IF_REJECT / DEFER_IF_PERMIT arm the same-named
 mechanisms (default text ``Service unavailable``); HOLD, DISCARD, REDIRECT, FILTER, PREPEND, WARN, INFO and BCC
 become actions (DISCARD also ends every further check of the
-transaction); DUNNO does nothing; anything else is a restriction list.
+transaction); a PREPEND at END-OF-MESSAGE is logged (``warning: access
+table T: action PREPEND must be used before smtpd_end_of_data_restrictions``)
+and ignored, as in Postfix; DUNNO does nothing; anything else is a
+restriction list.
 
 A table that cannot be opened or searched gives ``451 4.3.5 <name>:
 Class rejected: Server configuration error`` (Postfix 3.7's reply for
@@ -50,7 +53,7 @@ from mailhorn.smtpd.checks_core import (
     policy_reply,
     rejection,
 )
-from mailhorn.smtpd.state import Action
+from mailhorn.smtpd.state import Action, Stage
 from mailhorn.tables.base import Table, TableConfigError, TableRetry, lookup_async
 from mailhorn.tables.matchlist import parent_style
 from mailhorn.tables.registry import open_table
@@ -129,6 +132,12 @@ async def apply_result(eng: SmtpdChecks, run: Run, ctx: ListCtx, value: str, whe
         run.actions.append(Action(verb, text))
         return None
     if verb == "PREPEND":
+        if run.stage is Stage.END_OF_MESSAGE:
+            # The headers are written already; Postfix warns and goes on (DUNNO).
+            table = where.removeprefix("policy query ")
+            log.warning(f"access table {table}: action PREPEND must be used before "
+                        "smtpd_end_of_data_restrictions")
+            return None
         if not text:
             log.warning(f"{where}: PREPEND action without header")
             return _config_error(name, klass)

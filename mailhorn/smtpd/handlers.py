@@ -283,10 +283,21 @@ async def do_data(session: Session, cmd: Data) -> Reply:
 
 
 async def do_bdat(session: Session, cmd: Bdat) -> Reply | None:
+    """The first chunk opens the queue file, then runs smtpd_data_restrictions.
+
+    Postfix 3.7 applies the DATA restrictions to BDAT too, after it opened the
+    queue file (so the refusal is logged ``QUEUEID: reject: BDAT ...``); the
+    refused chunk gets the refusal, later chunks ``551 5.0.0 Discarded N
+    bytes after earlier error``, and the transaction ends at LAST.
+    """
     txn = session.txn
     assert txn is not None
     if txn.cleanup is None and txn.error is None and not txn.receiving:
         refusal = await _open_cleanup(session)
+        if refusal is None:
+            refusal = await session.check(Stage.DATA, verb="BDAT")
+            if refusal is not None:
+                await txn.abort()
         if refusal is not None:
             txn.error = refusal
         txn.receiving = True
@@ -301,11 +312,18 @@ async def handle_body_end(session: Session, ev: BodyEnd) -> None:
     session.where = "BDAT" if ev.bdat else "END-OF-MESSAGE"
     reply: Reply
     queued = False
-    if ev.too_big:
+    if ev.bdat and txn.error is not None:
+        # The refusal once, then Postfix's "Discarded" for each later chunk.
+        reply = R.bdat_discarded(ev.chunk_octets) if txn.error_told else txn.error
+        txn.error_told = True
+        await txn.abort()
+    elif ev.too_big:
         await txn.abort()
         reply = R.CHUNK_TOO_BIG if ev.bdat else R.MESSAGE_TOO_BIG
+        if ev.bdat:
+            txn.error, txn.error_told = reply, True
     elif not ev.last:
-        reply = txn.error if txn.error is not None else R.bdat_chunk_ok(ev.chunk_octets)
+        reply = R.bdat_chunk_ok(ev.chunk_octets)
     else:
         session.state.size = ev.octets
         refusal = None if txn.error is not None else await session.check(Stage.END_OF_MESSAGE)
@@ -326,7 +344,7 @@ async def handle_body_end(session: Session, ev: BodyEnd) -> None:
     if reply.code >= 400:
         session.error_count += 1
     await session.answer(reply)
-    if ev.last or not reply.is_positive:
+    if ev.last:
         await session.end_transaction()
     if queued:
         session.message_count += 1

@@ -158,8 +158,12 @@ class Session:
         )
 
     # -- checks ------------------------------------------------------------
-    async def check(self, stage: Stage) -> Reply | None:
-        """Run the restrictions of ``stage``; log and return a refusal."""
+    async def check(self, stage: Stage, verb: str | None = None) -> Reply | None:
+        """Run the restrictions of ``stage``; log and return a refusal.
+
+        ``verb`` names the command in the log when it is not the stage's own
+        (``BDAT`` runs the DATA restrictions; Postfix logs ``reject: BDAT``).
+        """
         self.state.stage = stage
         try:
             result = await self.ctx.checks.check(stage, self.state)
@@ -167,21 +171,28 @@ class Session:
             log.warning(f"{stage.value} restriction lookup failed: {exc}")
             result = CheckResult(Reply.of(451, "4.3.0", "Server configuration error"))
         for action in result.actions:
-            self.log_event(action.kind.lower(), stage, action.text)
+            self.log_event(action.kind.lower(), stage, action.text, verb)
             if stage in (Stage.CONNECT, Stage.EHLO, Stage.HELO):
                 self.session_actions.append(action)
             elif self.txn is not None:
                 self.txn.actions.append(action)
         if result.reply is not None:
-            self.log_event("reject", stage, reply_text(result.reply))
+            self.log_event("reject", stage, reply_text(result.reply), verb)
         return result.reply
 
-    def log_event(self, action: str, stage: Stage, text: str) -> None:
+    def log_event(self, action: str, stage: Stage, text: str, verb: str | None = None) -> None:
+        """Postfix's log_whatsup line; at DATA and END-OF-MESSAGE ``to=<>`` only
+        names the recipient of a single-recipient message, as Postfix's."""
         st = self.state
         txn = self.txn
-        whatsup(txn.queue_id if txn is not None else "", action, stage.value, self.client, text,
-                sender=st.sender, recipient=st.recipient if stage in (Stage.RCPT, Stage.VRFY) else None,
-                protocol=st.protocol, helo=st.helo_name)
+        if stage in (Stage.RCPT, Stage.VRFY):
+            recipient = st.recipient
+        elif stage in (Stage.DATA, Stage.END_OF_MESSAGE) and txn is not None and len(txn.recipients) == 1:
+            recipient = txn.recipients[0].address
+        else:
+            recipient = None
+        whatsup(txn.queue_id if txn is not None else "", action, verb or stage.value, self.client, text,
+                sender=st.sender, recipient=recipient, protocol=st.protocol, helo=st.helo_name)
 
     # -- output ------------------------------------------------------------
     async def answer(self, reply: Reply) -> None:

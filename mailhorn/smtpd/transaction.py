@@ -14,7 +14,10 @@ write error``, never a 250.
 access(5) actions chosen by the restrictions (HOLD, DISCARD, FILTER,
 REDIRECT, PREPEND) are gathered into the request's
 :class:`~mailhorn.cleanup.request.SmtpdActions`; the last FILTER and
-REDIRECT win, as in Postfix.
+REDIRECT win, as in Postfix. Those chosen at END-OF-MESSAGE
+(``smtpd_end_of_data_restrictions``) are handed to the open cleanup session
+before ``finish`` (``add_actions``), as Postfix's smtpd sends them after
+the content.
 
 The service's own ``content_filter`` and ``receive_override_options``
 (main.cf with its master.cf ``-o`` overrides) travel in the request, as
@@ -45,7 +48,7 @@ from mailhorn.cleanup.request import (
     Source,
 )
 from mailhorn.queue.store import WRITE_ERROR, QueueWriteError
-from mailhorn.runtime import CleanupService, CleanupSession
+from mailhorn.runtime import CleanupService, CleanupSession, TakesLateActions
 from mailhorn.smtp import reply as R
 from mailhorn.smtp.commands import MailParams
 from mailhorn.smtp.reply import Reply
@@ -100,8 +103,12 @@ class Transaction:
     cleanup: CleanupSession | None = None
     queue_id: str = ""
     error: Reply | None = None
+    error_told: bool = False
+    """The client has had ``error`` once (later BDAT chunks are only "Discarded")."""
     receiving: bool = False
     octets: int = 0
+    actions_sent: int = 0
+    """How many of ``actions`` went to cleanup with the request; later ones follow at the end."""
 
     def request(self, client: ClientInfo, session_actions: list[Action],
                 config: Config | None = None) -> CleanupRequest:
@@ -131,6 +138,7 @@ class Transaction:
 
     async def open(self, service: CleanupService, request: CleanupRequest) -> Reply | None:
         """Start the cleanup session; the reply that refuses the content, or None."""
+        self.actions_sent = len(self.actions)
         try:
             self.cleanup = service.open(request)
             if isinstance(self.cleanup, _Startable):
@@ -161,6 +169,27 @@ class Transaction:
             self.error = WRITE_ERROR
             await self.abort()
 
+    def late_actions(self) -> None:
+        """Hand cleanup the actions chosen since the content started (END-OF-MESSAGE).
+
+        As Postfix's smtpd, HOLD, DISCARD, FILTER and REDIRECT go to cleanup
+        after the content; a PREPEND cannot be honoured any more (the
+        restrictions warn and drop it before it gets here).
+        """
+        new = self.actions[self.actions_sent:]
+        self.actions_sent = len(self.actions)
+        if self.cleanup is None or not new:
+            return
+        actions = merge_actions(new)
+        if actions == SmtpdActions(prepend=actions.prepend):
+            return  # only WARN/INFO/PREPEND: nothing for cleanup
+        if isinstance(self.cleanup, TakesLateActions):
+            self.cleanup.add_actions(SmtpdActions(hold=actions.hold, discard=actions.discard,
+                                                  filter=actions.filter, redirect=actions.redirect))
+        else:
+            log.warning("cleanup cannot take actions after the message content; ignored: "
+                        + ", ".join(f"{a.kind} {a.text}" for a in new))
+
     async def finish(self) -> tuple[Reply, CleanupResult | None]:
         """Commit the message; the reply for the client and cleanup's result."""
         self.receiving = False
@@ -168,6 +197,7 @@ class Transaction:
             return self.error, None
         if self.cleanup is None:
             return WRITE_ERROR, None
+        self.late_actions()
         session, self.cleanup = self.cleanup, None
         try:
             result = await session.finish()
