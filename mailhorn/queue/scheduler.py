@@ -37,6 +37,7 @@ Parameters read: ``default_process_limit``,
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -118,19 +119,30 @@ class _Destination:
     window: float
     active: int = 0
     waiting: int = 0
+    #: Waiters woken for a free slot that have not run yet.
+    woken: int = 0
     last_start: float = float("-inf")
+    #: Deliveries waiting for a slot, first come first served.
+    waiters: collections.deque[asyncio.Future[None]] = field(default_factory=collections.deque)
 
 
 @dataclass
 class _Transport:
     limits: TransportLimits
     active: int = 0
+    woken: int = 0
     last_start: float = float("-inf")
     destinations: dict[str, _Destination] = field(default_factory=dict)
 
 
 class Scheduler:
     """Hands out delivery slots under the limits of each transport and destination.
+
+    A delivery that finds no free slot waits in its destination's queue,
+    first come first served; a slot that frees up wakes only as many
+    waiters as can start (the destination's own first, then those of other
+    destinations when the transport's process limit was what held them), so
+    thousands of queued deliveries cost nothing while they wait.
 
     ``now`` and ``sleep`` are injectable so tests can drive rate delays
     with a controlled clock.
@@ -141,7 +153,6 @@ class Scheduler:
         self._now = now
         self._sleep = sleep
         self._transports: dict[str, _Transport] = {}
-        self._cond = asyncio.Condition()
         #: Highest number of deliveries seen at once, per transport (for ``status`` and tests).
         self.peak: dict[str, int] = {}
         #: Highest number of deliveries seen at once, per (transport, destination).
@@ -154,6 +165,7 @@ class Scheduler:
             self._transports[limits.name] = _Transport(limits)
         else:
             state.limits = limits
+            self._wake(state, None)
 
     def limits(self, transport: str) -> TransportLimits:
         return self._transports[transport].limits
@@ -192,46 +204,76 @@ class Scheduler:
     async def slot(self, transport: str, destination: str) -> AsyncIterator[None]:
         """Hold one delivery slot of ``transport`` for ``destination``."""
         state = self._transports[transport]
-        async with self._cond:
-            dest = state.destinations.get(destination)
-            if dest is None:
-                dest = state.destinations[destination] = _Destination(self._initial(state.limits))
-            dest.waiting += 1
-            try:
-                while True:
-                    wait = self._wait_time(state, dest)
-                    if wait is None:
-                        await self._cond.wait()
-                    elif wait > 0:
-                        self._cond.release()
-                        try:
-                            await self._sleep(wait)
-                        finally:
-                            await self._cond.acquire()
+        dest = state.destinations.get(destination)
+        if dest is None:
+            dest = state.destinations[destination] = _Destination(self._initial(state.limits))
+        dest.waiting += 1
+        try:
+            woken = False
+            while True:
+                wait = self._wait_time(state, dest)
+                if wait is None:
+                    waiter = asyncio.get_running_loop().create_future()
+                    # A waiter that was woken and still found no slot keeps its place.
+                    if woken:
+                        dest.waiters.appendleft(waiter)
                     else:
-                        break
-            except BaseException:
-                dest.waiting -= 1
-                self._forget(state, destination, dest)
-                self._cond.notify_all()
-                raise
+                        dest.waiters.append(waiter)
+                    try:
+                        await waiter
+                    except BaseException:
+                        if waiter.done() and not waiter.cancelled():
+                            self._unwoken(state, dest)
+                        raise
+                    self._unwoken(state, dest)
+                    woken = True
+                elif wait > 0:
+                    await self._sleep(wait)
+                else:
+                    break
+        except BaseException:
             dest.waiting -= 1
-            dest.active += 1
-            state.active += 1
-            start = self._now()
-            dest.last_start = start
-            state.last_start = start
-            self.peak[transport] = max(self.peak.get(transport, 0), state.active)
-            key = (transport, destination)
-            self.peak_destination[key] = max(self.peak_destination.get(key, 0), dest.active)
+            self._forget(state, destination, dest)
+            self._wake(state, dest)  # pass on a wake-up this delivery no longer uses
+            raise
+        dest.waiting -= 1
+        dest.active += 1
+        state.active += 1
+        start = self._now()
+        dest.last_start = start
+        state.last_start = start
+        self.peak[transport] = max(self.peak.get(transport, 0), state.active)
+        key = (transport, destination)
+        self.peak_destination[key] = max(self.peak_destination.get(key, 0), dest.active)
         try:
             yield
         finally:
-            async with self._cond:
-                state.active -= 1
-                dest.active -= 1
-                self._forget(state, destination, dest)
-                self._cond.notify_all()
+            state.active -= 1
+            dest.active -= 1
+            self._wake(state, dest)
+            self._forget(state, destination, dest)
+
+    @staticmethod
+    def _unwoken(state: _Transport, dest: _Destination) -> None:
+        dest.woken -= 1
+        state.woken -= 1
+
+    def _wake(self, state: _Transport, first: _Destination | None) -> None:
+        """Wake the waiters that the free slots allow, ``first``'s before the others'."""
+        limit = state.limits.process_limit
+        candidates = [first] if first is not None else []
+        if first is None or (limit and state.active + state.woken < limit):
+            candidates += [d for d in state.destinations.values() if d is not first and d.waiters]
+        for dest in candidates:
+            while dest.waiters and dest.active + dest.woken < max(int(dest.window), 1):
+                if limit and state.active + state.woken >= limit:
+                    return
+                waiter = dest.waiters.popleft()
+                if waiter.done():
+                    continue  # cancelled while it waited
+                waiter.set_result(None)
+                dest.woken += 1
+                state.woken += 1
 
     def _forget(self, state: _Transport, name: str, dest: _Destination) -> None:
         """Drop an idle destination that has nothing to remember (no rate delay running)."""
@@ -251,5 +293,6 @@ class Scheduler:
             dest.window += step
             if state.limits.destination_concurrency:
                 dest.window = min(dest.window, float(state.limits.destination_concurrency))
+            self._wake(state, dest)
         else:
             dest.window = max(dest.window - step, 1.0)
