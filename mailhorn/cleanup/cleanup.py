@@ -71,8 +71,9 @@ Parameters read: ``myhostname``, ``myorigin``, ``mail_name``,
 ``header_from_format``, ``enable_original_recipient``,
 ``enable_long_queue_ids``, ``receive_override_options``, ``content_filter``,
 ``smtpd_sasl_authenticated_header``, ``smtpd_tls_received_header``,
-``detect_8bit_encoding_header``, and the address mapping parameters of
-:mod:`mailhorn.cleanup.mapping`.
+``detect_8bit_encoding_header``, ``delay_warning_time`` (when above
+zero, the envelope gets a warning-time record: arrival plus that time), and
+the address mapping parameters of :mod:`mailhorn.cleanup.mapping`.
 
 Log lines (Postfix's): ``QUEUEID: message-id=<...>``, the header/body check
 action lines of :mod:`mailhorn.cleanup.headers`, ``warning: QUEUEID:
@@ -118,6 +119,8 @@ class Cleanup:
         self.checks = ContentChecks.from_config(config)
         self.local_clients = LocalClients(config)
         self.mapping = AddressMapping(config)
+        #: postconf(5) delay_warning_time; 0 means no delay warnings.
+        self.delay_warning = max(config.time("delay_warning_time"), 0)
 
     def open(self, request: CleanupRequest) -> CleanupSession:
         """Start one message (see :class:`CleanupSession`)."""
@@ -365,6 +368,11 @@ class CleanupSession:
         req = self.request
         client = req.client
         writer.create_time(int(time.time()))
+        if self._svc.delay_warning > 0:
+            # The warning-time record the queue manager reads (and zeroes once
+            # the delay notice is sent), as Postfix's cleanup writes it with
+            # the arrival time: arrival plus delay_warning_time.
+            writer.warn_time(int(self.arrival) + self._svc.delay_warning)
         if state.content_filter:
             writer.content_filter(state.content_filter)
         writer.attribute("rewrite_context", "local" if state.rewrite_local else "remote")

@@ -77,9 +77,22 @@ Durability
     from ``active`` (``postsuper -d``/``-h``/``-r`` meanwhile; ``ENOENT``)
     is forgotten, never recreated.
 
-Administrative marks (``listing.py``): a message carrying the requeue mark
-is resolved afresh (every attempt resolves anew) and the mark is cleared;
-canonical and virtual alias mapping are not applied again.
+Requeue (``postsuper -r``: the requeue mark of ``listing.py``)
+    As Postfix sends a requeued message through maildrop, pickup and
+    cleanup, the queue manager hands such a message's content back to
+    cleanup (``runtime.cleanup``, as a local submission from the mail
+    system's own uid) with the same envelope: sender, the recipients still
+    pending with their DSN NOTIFY/ORCPT, ENVID and RET. Canonical and
+    virtual alias mapping, header and body checks and ``content_filter``
+    apply again, and cleanup puts a new ``Received:`` header first, as
+    pickup does. Once the new queue file is durable the old one and its
+    logs are removed; the new one is logged as ``NEWID: uid=N from=<...>
+    orig_id=OLDID`` (pickup's record for requeued mail). A crash between
+    the two leaves both, so the message may be delivered twice, never
+    lost. A temporary cleanup failure keeps the message and its mark for
+    the next attempt; a permanent one returns it to its sender with the
+    reply's status and text; a discard removes it. The new file's arrival
+    time is the time of the requeue (see docs/compatibility.md).
 
 Parameters read: ``queue_run_delay``, ``minimal_backoff_time``,
 ``maximal_backoff_time``, ``maximal_queue_lifetime``,
@@ -106,11 +119,12 @@ from dataclasses import dataclass, field
 
 from mailhorn import log
 from mailhorn.address.resolve import RESOLVE_CLASS_LOCAL, Resolver
+from mailhorn.cleanup.request import CleanupRequest, CleanupResult, Outcome, RecipientRequest, Source
 from mailhorn.config.load import Config
 from mailhorn.delivery.request import Action, DeliveryAgent, DeliveryRecipient, DeliveryRequest, RecipientStatus
 from mailhorn.queue import defer_log, qmgr_log
 from mailhorn.queue.agents import AgentPool, AgentUnavailable, builtin_error_transport
-from mailhorn.queue.listing import EXPIRE_BIT, REQUEUE_BIT, clear_mark
+from mailhorn.queue.listing import EXPIRE_BIT, REQUEUE_BIT
 from mailhorn.queue.queuefile import CorruptQueueFile, DsnNotify, QueueFile, Recipient, read_queue_file
 from mailhorn.queue.scheduler import Scheduler, destination_name, transport_limits
 from mailhorn.queue.store import QueueStore
@@ -211,8 +225,6 @@ class QueueManager:
         self.resolver = Resolver(config)
         self.active_slots = asyncio.Semaphore(max(config.int("qmgr_message_active_limit"), 1))
         self.tasks: set[asyncio.Task[None]] = set()
-        #: Files a scan took that are not in ``active`` yet.
-        self.claimed: set[str] = set()
         self.defer_transports = frozenset(config.list("defer_transports"))
         self.delimiters = config.get("recipient_delimiter")
         self.max_digits = min(max(config.int("delay_logging_resolution_limit"), 0), 6)
@@ -228,56 +240,32 @@ class QueueManager:
 
     # -- scanning ---------------------------------------------------------------
     async def scan(self, queue: str, *, scan_all: bool = False, flush: bool = False) -> int:
-        """Claim the eligible files of ``queue`` and start their attempts; returns how many.
-
-        The directory is listed (and, for an ordinary scan, each file's time
-        stamp read) in one worker-thread call; each claimed file is then
-        moved to ``active`` by its own attempt task, so that the moves of a
-        large scan run side by side and share their directory fsyncs
-        instead of following one another. A claimed file is skipped by
-        later scans until its move is done.
-        """
-        names = await asyncio.to_thread(self._eligible, queue, scan_all)
+        """Move eligible files of ``queue`` to ``active`` and start their attempts."""
+        names = await asyncio.to_thread(lambda: sorted(self.store.scan(queue)))
         started = 0
         for queue_id in names:
-            if queue_id in self.claimed:
-                continue
+            if not scan_all:
+                try:
+                    mtime = (await asyncio.to_thread(os.stat, self.store.path(queue, queue_id))).st_mtime
+                except FileNotFoundError:
+                    continue
+                if mtime > self.now() + 1:
+                    continue
             await self.active_slots.acquire()
-            self.claimed.add(queue_id)
-            task = asyncio.create_task(self._attempt(queue_id, flush, queue))
+            try:
+                await self.store.amove(queue_id, queue, ACTIVE)
+            except FileNotFoundError:
+                self.active_slots.release()
+                continue
+            except OSError as exc:
+                self.active_slots.release()
+                log.warning(f"{queue_id}: rename from {queue} to {ACTIVE}: {exc.strerror}", program=QMGR)
+                continue
+            task = asyncio.create_task(self._attempt(queue_id, flush))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
             started += 1
         return started
-
-    def _eligible(self, queue: str, scan_all: bool) -> list[str]:
-        """Queue IDs of ``queue`` in order; unless ``scan_all``, those whose time has come."""
-        names = sorted(self.store.scan(queue))
-        if scan_all:
-            return names
-        limit = self.now() + 1
-        due = []
-        for queue_id in names:
-            try:
-                mtime = os.stat(self.store.path(queue, queue_id)).st_mtime
-            except FileNotFoundError:
-                continue
-            if mtime <= limit:
-                due.append(queue_id)
-        return due
-
-    async def _activate(self, queue_id: str, queue: str) -> bool:
-        """Move a claimed file to ``active``; False when it is gone or cannot move."""
-        try:
-            await self.store.amove(queue_id, queue, ACTIVE)
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            log.warning(f"{queue_id}: rename from {queue} to {ACTIVE}: {exc.strerror}", program=QMGR)
-            return False
-        finally:
-            self.claimed.discard(queue_id)
-        return True
 
     async def drain(self) -> None:
         """Wait until every started attempt has finished."""
@@ -311,10 +299,9 @@ class QueueManager:
             await self.agents.close()
 
     # -- one attempt ----------------------------------------------------------------
-    async def _attempt(self, queue_id: str, flush: bool, queue: str) -> None:
+    async def _attempt(self, queue_id: str, flush: bool) -> None:
         try:
-            if await self._activate(queue_id, queue):
-                await self.attempt(queue_id, flush=flush)
+            await self.attempt(queue_id, flush=flush)
         except asyncio.CancelledError:
             raise
         except FileNotFoundError:
@@ -322,14 +309,13 @@ class QueueManager:
         except Exception as exc:  # one message's trouble must not stop the queue manager
             log.error(f"{queue_id}: {exc.__class__.__name__}: {exc}", program=QMGR)
         finally:
-            self.claimed.discard(queue_id)
             self.active_slots.release()
 
     async def attempt(self, queue_id: str, *, flush: bool = False) -> None:
         """Deliver one message that is in ``active`` (see the module docstring)."""
         path = self.store.path(ACTIVE, queue_id)
         try:
-            qf, mode, prior = await asyncio.to_thread(self._open, queue_id, path)
+            qf, mode = await asyncio.to_thread(self._read, queue_id, path)
         except CorruptQueueFile as exc:
             log.warning(f"{queue_id}: message rejected: {exc}", program=QMGR)
             try:
@@ -339,29 +325,84 @@ class QueueManager:
             log.warning(f"corrupt file queue {ACTIVE} id {queue_id}", program=QMGR)
             return
         msg = _Message(queue_id, qf, self.now(), bool(mode & EXPIRE_BIT), flush)
+        if mode & REQUEUE_BIT:
+            await self._requeue(msg)
+            return
         qmgr_log.opened(queue_id, qf.sender, qf.content_size, len(qf.recipients))
+        prior = (await asyncio.to_thread(defer_log.defer_reasons, self.store, queue_id)
+                 if msg.forced_expire else {})
+        await defer_log.aremove_logs(self.store, queue_id, ("defer",))
         jobs = self._plan(msg, prior)
         if jobs:
             await asyncio.gather(*(self._deliver(msg, job) for job in jobs))
         if not msg.gone:
             await self._finish(msg)
 
-    def _open(self, queue_id: str, path: str) -> tuple[QueueFile, int, dict[str, defer_log.LogRecord]]:
-        """Read the file and start the attempt's bookkeeping, in one worker-thread call.
+    # -- requeue --------------------------------------------------------------------------
+    async def _requeue(self, msg: _Message) -> None:
+        """Send a ``postsuper -r`` message through cleanup again (see the module docstring)."""
+        qf, queue_id = msg.qf, msg.queue_id
+        pending = qf.pending
+        if not pending:
+            await self._remove(msg)
+            return
+        request = CleanupRequest(
+            source=Source.PICKUP, sender=qf.sender,
+            recipients=tuple(RecipientRequest(r.address, r.dsn_orcpt, notify_names(r.dsn_notify)) for r in pending),
+            dsn_envid=qf.dsn_envid, dsn_ret=qf.dsn_ret.name if qf.dsn_ret is not None else None,
+            body_type="8BITMIME" if qf.attributes.get("encoding") == "8bit" else "",
+            smtputf8=qf.attributes.get("smtputf8") == "1", submit_uid=os.getuid())
+        try:
+            result = await self._resubmit(msg, request)
+        except OSError as exc:
+            log.warning(f"{queue_id}: requeue: {exc}", program=QMGR)
+            await self._defer(msg)
+            return
+        if result.outcome is Outcome.QUEUED:
+            log.info(f"{result.queue_id}: uid={request.submit_uid} from=<{qf.sender}> orig_id={queue_id}",
+                     program="pickup")
+        elif result.outcome is Outcome.REJECTED:
+            reply = result.reply
+            if reply is None or reply.code < 500:
+                why = str(reply) if reply is not None else "cleanup failed"
+                log.warning(f"{queue_id}: requeue: {why}", program=QMGR)
+                await self._defer(msg)
+                return
+            # Postfix's cleanup returns mail it refuses from pickup to the sender.
+            await asyncio.to_thread(self._bounce_all, msg, reply.status or "5.0.0", reply.text)
+            await self._finish(msg)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            await self.store.aremove(ACTIVE, queue_id)
+        await defer_log.aremove_logs(self.store, queue_id)
 
-        Returns the queue file, its permission bits (the administrative
-        marks) and, for a forced expiry, the last defer reasons; drops the
-        ``defer/ID`` log (``mailq`` shows the reasons of the last attempt
-        only) and clears a requeue mark.
-        """
+    async def _resubmit(self, msg: _Message, request: CleanupRequest) -> CleanupResult:
+        """Stream the queued content into a new cleanup session."""
+        session = self.runtime.cleanup.open(request)
+        chunks = self.store.content(ACTIVE, msg.queue_id, msg.qf)
+        try:
+            while (piece := await asyncio.to_thread(next, chunks, None)) is not None:
+                await session.write(piece)
+        except BaseException:
+            await session.abort()
+            raise
+        return await session.finish()
+
+    def _bounce_all(self, msg: _Message, status: str, text: str) -> None:
+        """Bounce records for every pending recipient, marked done."""
+        store, queue_id = self.store, msg.queue_id
+        done: list[int] = []
+        for rec in msg.qf.pending:
+            defer_log.record_bounce(store, queue_id, rec.address, status, text, offset=rec.offset,
+                                    orig_rcpt=rec.orig_rcpt, when=int(self.now()))
+            done.append(rec.offset)
+        store.mark_done(ACTIVE, queue_id, done)
+
+    @staticmethod
+    def _read(queue_id: str, path: str) -> tuple[QueueFile, int]:
         with open(path, "rb") as stream:
-            mode = stat.S_IMODE(os.fstat(stream.fileno()).st_mode)
-            qf = read_queue_file(stream, verify_content=False)
-        prior = defer_log.defer_reasons(self.store, queue_id) if mode & EXPIRE_BIT else {}
-        defer_log.remove_logs(self.store, queue_id, ("defer",))
-        if mode & REQUEUE_BIT:
-            clear_mark(path, REQUEUE_BIT)
-        return qf, mode, prior
+            mode = os.fstat(stream.fileno()).st_mode
+            return read_queue_file(stream, verify_content=False), stat.S_IMODE(mode)
 
     # -- resolution and grouping --------------------------------------------------------
     def _plan(self, msg: _Message, prior: dict[str, defer_log.LogRecord]) -> list[_Job]:
@@ -591,18 +632,9 @@ class QueueManager:
         except OSError:
             return False
 
-    def _logs_present(self, queue_id: str) -> tuple[bool, bool]:
-        """Whether the ``bounce/ID`` and the ``trace/ID`` logs are non-empty (one thread call)."""
-        return self._log_exists("bounce", queue_id), self._log_exists("trace", queue_id)
-
-    async def _flush_log(self, msg: _Message, log_name: str, kind: str, present: bool | None = None) -> bool:
-        """Send the notice a non-empty log asks for, then drop the log; False to keep the message.
-
-        ``present`` is what the caller already knows of the log (None: look).
-        """
-        if present is None:
-            present = await asyncio.to_thread(self._log_exists, log_name, msg.queue_id)
-        if not present:
+    async def _flush_log(self, msg: _Message, log_name: str, kind: str) -> bool:
+        """Send the notice a non-empty log asks for, then drop the log; False to keep the message."""
+        if not await asyncio.to_thread(self._log_exists, log_name, msg.queue_id):
             return True
         if not await self._send_dsn(msg, kind):
             return False
@@ -618,9 +650,8 @@ class QueueManager:
         return self.now() >= created + lifetime
 
     async def _finish(self, msg: _Message) -> None:
-        bounce, trace = await asyncio.to_thread(self._logs_present, msg.queue_id)
-        keep = not await self._flush_log(msg, "bounce", "failure", bounce)
-        keep = not await self._flush_log(msg, "trace", "success", trace) or keep
+        keep = not await self._flush_log(msg, "bounce", "failure")
+        keep = not await self._flush_log(msg, "trace", "success") or keep
         if msg.corrupt:
             # Postfix's agents mark such a file and qmgr saves it for inspection.
             with contextlib.suppress(FileNotFoundError):
@@ -679,17 +710,13 @@ class QueueManager:
             log.warning(f"{msg.queue_id}: rename from {ACTIVE} to deferred: {os.strerror(errno.ENOENT)}",
                         program=QMGR)
 
-    def _remove_sync(self, queue_id: str) -> None:
-        """Delete the file durably, then its logs (one worker-thread call)."""
-        self.store.remove(ACTIVE, queue_id)
-        defer_log.remove_logs(self.store, queue_id)
-
     async def _remove(self, msg: _Message) -> None:
         try:
-            await asyncio.to_thread(self._remove_sync, msg.queue_id)
+            await self.store.aremove(ACTIVE, msg.queue_id)
         except FileNotFoundError:
             log.warning(f"{msg.queue_id}: remove from {ACTIVE}: {os.strerror(errno.ENOENT)}", program=QMGR)
             return
+        await defer_log.aremove_logs(self.store, msg.queue_id)
         qmgr_log.removed(msg.queue_id)
 
 
