@@ -225,6 +225,8 @@ class QueueManager:
         self.resolver = Resolver(config)
         self.active_slots = asyncio.Semaphore(max(config.int("qmgr_message_active_limit"), 1))
         self.tasks: set[asyncio.Task[None]] = set()
+        #: Files a scan took that are not in ``active`` yet.
+        self.claimed: set[str] = set()
         self.defer_transports = frozenset(config.list("defer_transports"))
         self.delimiters = config.get("recipient_delimiter")
         self.max_digits = min(max(config.int("delay_logging_resolution_limit"), 0), 6)
@@ -240,32 +242,56 @@ class QueueManager:
 
     # -- scanning ---------------------------------------------------------------
     async def scan(self, queue: str, *, scan_all: bool = False, flush: bool = False) -> int:
-        """Move eligible files of ``queue`` to ``active`` and start their attempts."""
-        names = await asyncio.to_thread(lambda: sorted(self.store.scan(queue)))
+        """Claim the eligible files of ``queue`` and start their attempts; returns how many.
+
+        The directory is listed (and, for an ordinary scan, each file's time
+        stamp read) in one worker-thread call; each claimed file is then
+        moved to ``active`` by its own attempt task, so that the moves of a
+        large scan run side by side and share their directory fsyncs
+        instead of following one another. A claimed file is skipped by
+        later scans until its move is done.
+        """
+        names = await asyncio.to_thread(self._eligible, queue, scan_all)
         started = 0
         for queue_id in names:
-            if not scan_all:
-                try:
-                    mtime = (await asyncio.to_thread(os.stat, self.store.path(queue, queue_id))).st_mtime
-                except FileNotFoundError:
-                    continue
-                if mtime > self.now() + 1:
-                    continue
+            if queue_id in self.claimed:
+                continue
             await self.active_slots.acquire()
-            try:
-                await self.store.amove(queue_id, queue, ACTIVE)
-            except FileNotFoundError:
-                self.active_slots.release()
-                continue
-            except OSError as exc:
-                self.active_slots.release()
-                log.warning(f"{queue_id}: rename from {queue} to {ACTIVE}: {exc.strerror}", program=QMGR)
-                continue
-            task = asyncio.create_task(self._attempt(queue_id, flush))
+            self.claimed.add(queue_id)
+            task = asyncio.create_task(self._attempt(queue_id, flush, queue))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
             started += 1
         return started
+
+    def _eligible(self, queue: str, scan_all: bool) -> list[str]:
+        """Queue IDs of ``queue`` in order; unless ``scan_all``, those whose time has come."""
+        names = sorted(self.store.scan(queue))
+        if scan_all:
+            return names
+        limit = self.now() + 1
+        due = []
+        for queue_id in names:
+            try:
+                mtime = os.stat(self.store.path(queue, queue_id)).st_mtime
+            except FileNotFoundError:
+                continue
+            if mtime <= limit:
+                due.append(queue_id)
+        return due
+
+    async def _activate(self, queue_id: str, queue: str) -> bool:
+        """Move a claimed file to ``active``; False when it is gone or cannot move."""
+        try:
+            await self.store.amove(queue_id, queue, ACTIVE)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            log.warning(f"{queue_id}: rename from {queue} to {ACTIVE}: {exc.strerror}", program=QMGR)
+            return False
+        finally:
+            self.claimed.discard(queue_id)
+        return True
 
     async def drain(self) -> None:
         """Wait until every started attempt has finished."""
@@ -299,9 +325,10 @@ class QueueManager:
             await self.agents.close()
 
     # -- one attempt ----------------------------------------------------------------
-    async def _attempt(self, queue_id: str, flush: bool) -> None:
+    async def _attempt(self, queue_id: str, flush: bool, queue: str) -> None:
         try:
-            await self.attempt(queue_id, flush=flush)
+            if await self._activate(queue_id, queue):
+                await self.attempt(queue_id, flush=flush)
         except asyncio.CancelledError:
             raise
         except FileNotFoundError:
@@ -309,13 +336,14 @@ class QueueManager:
         except Exception as exc:  # one message's trouble must not stop the queue manager
             log.error(f"{queue_id}: {exc.__class__.__name__}: {exc}", program=QMGR)
         finally:
+            self.claimed.discard(queue_id)
             self.active_slots.release()
 
     async def attempt(self, queue_id: str, *, flush: bool = False) -> None:
         """Deliver one message that is in ``active`` (see the module docstring)."""
         path = self.store.path(ACTIVE, queue_id)
         try:
-            qf, mode = await asyncio.to_thread(self._read, queue_id, path)
+            qf, mode, prior = await asyncio.to_thread(self._open, queue_id, path)
         except CorruptQueueFile as exc:
             log.warning(f"{queue_id}: message rejected: {exc}", program=QMGR)
             try:
@@ -329,9 +357,6 @@ class QueueManager:
             await self._requeue(msg)
             return
         qmgr_log.opened(queue_id, qf.sender, qf.content_size, len(qf.recipients))
-        prior = (await asyncio.to_thread(defer_log.defer_reasons, self.store, queue_id)
-                 if msg.forced_expire else {})
-        await defer_log.aremove_logs(self.store, queue_id, ("defer",))
         jobs = self._plan(msg, prior)
         if jobs:
             await asyncio.gather(*(self._deliver(msg, job) for job in jobs))
@@ -398,11 +423,22 @@ class QueueManager:
             done.append(rec.offset)
         store.mark_done(ACTIVE, queue_id, done)
 
-    @staticmethod
-    def _read(queue_id: str, path: str) -> tuple[QueueFile, int]:
+    def _open(self, queue_id: str, path: str) -> tuple[QueueFile, int, dict[str, defer_log.LogRecord]]:
+        """Read the file and start the attempt's bookkeeping, in one worker-thread call.
+
+        Returns the queue file, its permission bits (the administrative
+        marks) and, for a forced expiry, the last defer reasons. Unless the
+        message is to be requeued, the ``defer/ID`` log is dropped, so that
+        ``mailq`` shows the reasons of the last attempt only.
+        """
         with open(path, "rb") as stream:
-            mode = os.fstat(stream.fileno()).st_mode
-            return read_queue_file(stream, verify_content=False), stat.S_IMODE(mode)
+            mode = stat.S_IMODE(os.fstat(stream.fileno()).st_mode)
+            qf = read_queue_file(stream, verify_content=False)
+        if mode & REQUEUE_BIT:
+            return qf, mode, {}
+        prior = defer_log.defer_reasons(self.store, queue_id) if mode & EXPIRE_BIT else {}
+        defer_log.remove_logs(self.store, queue_id, ("defer",))
+        return qf, mode, prior
 
     # -- resolution and grouping --------------------------------------------------------
     def _plan(self, msg: _Message, prior: dict[str, defer_log.LogRecord]) -> list[_Job]:
@@ -632,9 +668,18 @@ class QueueManager:
         except OSError:
             return False
 
-    async def _flush_log(self, msg: _Message, log_name: str, kind: str) -> bool:
-        """Send the notice a non-empty log asks for, then drop the log; False to keep the message."""
-        if not await asyncio.to_thread(self._log_exists, log_name, msg.queue_id):
+    def _logs_present(self, queue_id: str) -> tuple[bool, bool]:
+        """Whether the ``bounce/ID`` and the ``trace/ID`` logs are non-empty (one thread call)."""
+        return self._log_exists("bounce", queue_id), self._log_exists("trace", queue_id)
+
+    async def _flush_log(self, msg: _Message, log_name: str, kind: str, present: bool | None = None) -> bool:
+        """Send the notice a non-empty log asks for, then drop the log; False to keep the message.
+
+        ``present`` is what the caller already knows of the log (None: look).
+        """
+        if present is None:
+            present = await asyncio.to_thread(self._log_exists, log_name, msg.queue_id)
+        if not present:
             return True
         if not await self._send_dsn(msg, kind):
             return False
@@ -650,8 +695,9 @@ class QueueManager:
         return self.now() >= created + lifetime
 
     async def _finish(self, msg: _Message) -> None:
-        keep = not await self._flush_log(msg, "bounce", "failure")
-        keep = not await self._flush_log(msg, "trace", "success") or keep
+        bounce, trace = await asyncio.to_thread(self._logs_present, msg.queue_id)
+        keep = not await self._flush_log(msg, "bounce", "failure", bounce)
+        keep = not await self._flush_log(msg, "trace", "success", trace) or keep
         if msg.corrupt:
             # Postfix's agents mark such a file and qmgr saves it for inspection.
             with contextlib.suppress(FileNotFoundError):
@@ -710,13 +756,17 @@ class QueueManager:
             log.warning(f"{msg.queue_id}: rename from {ACTIVE} to deferred: {os.strerror(errno.ENOENT)}",
                         program=QMGR)
 
+    def _remove_sync(self, queue_id: str) -> None:
+        """Delete the file durably, then its logs (one worker-thread call)."""
+        self.store.remove(ACTIVE, queue_id)
+        defer_log.remove_logs(self.store, queue_id)
+
     async def _remove(self, msg: _Message) -> None:
         try:
-            await self.store.aremove(ACTIVE, msg.queue_id)
+            await asyncio.to_thread(self._remove_sync, msg.queue_id)
         except FileNotFoundError:
             log.warning(f"{msg.queue_id}: remove from {ACTIVE}: {os.strerror(errno.ENOENT)}", program=QMGR)
             return
-        await defer_log.aremove_logs(self.store, msg.queue_id)
         qmgr_log.removed(msg.queue_id)
 
 
