@@ -166,7 +166,9 @@ class ContentState:
             lines = smtpd_received(
                 self.req.client, myhostname=self.s.myhostname, mail_name=self.s.mail_name,
                 queue_id=self.queue_id, recipients=[r.address for r in self.req.recipients],
-                arrival=self.arrival, sasl_header=self.s.sasl_header, tls_header=self.s.tls_header)
+                arrival=self.arrival,
+                sasl_header=_given(self.req.client.sasl_authenticated_header, self.s.sasl_header),
+                tls_header=_given(self.req.client.tls_received_header, self.s.tls_header))
         elif self.req.source is Source.BOUNCE:
             # Notices made by the mail system itself name no submitting user.
             lines = [f"Received: by {self.s.myhostname} ({self.s.mail_name})",
@@ -512,3 +514,8 @@ class ContentState:
         for address in self.bcc:
             out.append((address, None, DsnNotify.NEVER, address if original else None))
         return out
+
+
+def _given(service_value: bool | None, own: bool) -> bool:
+    """The submitting service's setting when it sent one, else cleanup's own."""
+    return own if service_value is None else service_value

@@ -55,6 +55,11 @@ class ClientInfo:
     """TLS summary for Received: (``using TLSv1.3 with cipher ... (256/256 bits)``), empty without TLS."""
     log_ident: str = ""
     """The session's log prefix, so cleanup's lines can be tied to smtpd's."""
+    sasl_authenticated_header: bool | None = None
+    """The receiving service's ``smtpd_sasl_authenticated_header`` (master.cf ``-o``
+    included); None: cleanup's own setting."""
+    tls_received_header: bool | None = None
+    """The receiving service's ``smtpd_tls_received_header``; None: cleanup's own."""
 
 
 @dataclass(frozen=True)

@@ -274,7 +274,7 @@ async def start(session: Session, cmd: Auth) -> Reply:
             return Reply.of(450, "4.7.1", f"Error: too many AUTH commands from {st.client_addr}")
     if settings.helo_required and st.helo_name is None:
         return R.NEED_HELO
-    if not s.enabled or s.authenticator is None or "auth" in settings.discard_ehlo:
+    if not s.enabled or s.authenticator is None or "auth" in session.discard_ehlo:
         return R.AUTH_NOT_ENABLED
     if session.txn is not None:
         return R.MAIL_TRANSACTION_IN_PROGRESS

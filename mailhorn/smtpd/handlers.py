@@ -8,8 +8,9 @@ running the restrictions of its stage (:mod:`mailhorn.smtpd.checks` through
 - HELO ``250 HOST``; EHLO the keyword list of Postfix 3.7 in its order
   (PIPELINING, SIZE n, VRFY, ETRN, STARTTLS, AUTH, XCLIENT, XFORWARD,
   ENHANCEDSTATUSCODES, 8BITMIME, DSN, SMTPUTF8, CHUNKING) less
-  ``smtpd_discard_ehlo_keywords`` (logged ``discarding EHLO keywords: ...``
-  unless ``silent-discard`` is listed);
+  ``smtpd_discard_ehlo_keywords``, or for the client address what
+  ``smtpd_discard_ehlo_keyword_address_maps`` says instead (logged
+  ``discarding EHLO keywords: ...`` unless ``silent-discard`` is listed);
 - MAIL: ``555 5.5.4 Unsupported option: SMTPUTF8`` when ``smtputf8_enable
   = no``; ``AUTH=`` (RFC 4954 §5) is kept as the ``sasl_sender`` when SASL
   is enabled (``<>`` means none), ignored otherwise, as Postfix does; ``452 4.3.1 Insufficient system storage`` below ``queue_minfree``
@@ -111,7 +112,7 @@ class CommandSpec:
 
 def ehlo_keywords(session: Session) -> list[str]:
     s = session.settings
-    discard = s.discard_ehlo
+    discard = session.discard_ehlo
     words: list[str] = []
     dropped: list[str] = []
 

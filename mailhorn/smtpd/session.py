@@ -68,7 +68,9 @@ from mailhorn.smtpd.stream import Connection
 from mailhorn.smtpd.tls import TlsInfo, tls_info, tls_summary
 from mailhorn.smtpd.transaction import Transaction
 from mailhorn.smtpd.xforward import Forwarded
-from mailhorn.tables.base import TableRetry
+from mailhorn.config.maincf import split_list
+from mailhorn.tables.base import TableConfigError, TableRetry, lookup_async
+from mailhorn.tables.registry import open_table
 
 __all__ = ["Session"]
 
@@ -122,6 +124,8 @@ class Session:
         self.instance_count = 0
         self._deadline = 0.0
         self._last_feed = b""
+        self.discard_ehlo = s.discard_ehlo
+        """EHLO keywords hidden from this client (smtpd_discard_ehlo_keyword_address_maps)."""
 
     # -- naming ----------------------------------------------------------
     @property
@@ -133,7 +137,7 @@ class Session:
 
     @property
     def pipelining_offered(self) -> bool:
-        return self.extended and "pipelining" not in self.settings.discard_ehlo
+        return self.extended and "pipelining" not in self.discard_ehlo
 
     def update_protocol(self) -> None:
         utf8 = self.txn is not None and self.txn.smtputf8
@@ -155,6 +159,8 @@ class Session:
             sasl_username=st.sasl_username,
             sasl_sender=st.sasl_sender,
             tls=f"using {tls_summary(self.tls)}" if self.tls is not None else "",
+            sasl_authenticated_header=self.settings.sasl_authenticated_header,
+            tls_received_header=self.settings.tls_received_header,
         )
 
     # -- checks ------------------------------------------------------------
@@ -213,8 +219,11 @@ class Session:
         data = bytes(self.out)
         self.out.clear()
         self.conn.write(data)
-        async with asyncio.timeout(self.settings.timeout):
-            await self.conn.drain()
+        if self.conn.write_blocked:
+            async with asyncio.timeout(self.settings.timeout):
+                await self.conn.drain()
+        else:
+            await self.conn.drain()  # returns at once; raises if the peer is gone
 
     # -- the session -------------------------------------------------------
     async def run(self) -> None:
@@ -241,6 +250,8 @@ class Session:
         if st.client_addr and self._bare_newline_excluded():
             self.engine.bare_newline = "normalize" if self.settings.bare_newline == "reject" else self.engine.bare_newline
         log.info(f"connect from {self.client}")
+        if self.settings.discard_ehlo_maps:
+            self.discard_ehlo = await self._client_ehlo_discards()
         ssl_object = self.conn.ssl_object()
         if ssl_object is not None:
             self.tls_established(tls_info(ssl_object))
@@ -304,8 +315,7 @@ class Session:
 
     async def _read(self) -> bool:
         try:
-            async with asyncio.timeout_at(self._deadline):
-                data = await self.conn.read()
+            data = await self.conn.read(self._deadline)
         except TimeoutError:
             log.info(f"timeout after {self._where_text()} from {self.client}")
             self.send(R.timeout_exceeded(self.settings.myhostname))
@@ -341,6 +351,20 @@ class Session:
             return self.settings.bare_newline_exclusions.match(self.state.client_name, self.state.client_addr)
         except TableRetry:
             return False
+
+    async def _client_ehlo_discards(self) -> frozenset[str]:
+        """smtpd_discard_ehlo_keyword_address_maps (postconf(5)): the first table that
+        knows the client address gives the keywords, replacing smtpd_discard_ehlo_keywords;
+        the tables are not searched by hostname. A failed lookup keeps the main list."""
+        addr = self.state.client_addr
+        try:
+            for spec in split_list(self.settings.discard_ehlo_maps):
+                value = await lookup_async(open_table(spec, self.ctx.config), addr)
+                if value is not None:
+                    return frozenset(k.lower() for k in split_list(value))
+        except (TableRetry, TableConfigError) as exc:
+            log.warning(f"smtpd_discard_ehlo_keyword_address_maps lookup error for {addr}: {exc}")
+        return self.settings.discard_ehlo
 
     # -- anvil ---------------------------------------------------------------
     def limits_apply(self) -> bool:

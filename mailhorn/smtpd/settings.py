@@ -21,8 +21,11 @@ Parameters read (postconf(5)): ``myhostname``, ``smtpd_banner``,
 ``smtpd_client_connection_rate_limit``, ``smtpd_client_message_rate_limit``,
 ``smtpd_client_recipient_rate_limit``, ``smtpd_client_event_limit_exceptions``,
 ``smtpd_authorized_xforward_hosts``, ``smtpd_authorized_xclient_hosts``,
-``smtpd_client_port_logging``, ``anvil_rate_time_unit``.  TLS parameters are
-read by :mod:`mailhorn.smtpd.tls`.
+``smtpd_client_port_logging``, ``anvil_rate_time_unit``,
+``smtpd_sasl_authenticated_header`` and ``smtpd_tls_received_header`` (handed
+to cleanup in ``ClientInfo``, so master.cf ``-o`` overrides reach it),
+``smtpd_discard_ehlo_keyword_address_maps``.  TLS parameters are read by
+:mod:`mailhorn.smtpd.tls`.
 
 Errors: `ConfigError` for a malformed value (a bad number or time), raised
 when the service starts, as Postfix's smtpd exits with a fatal error.
@@ -81,6 +84,11 @@ class SmtpdSettings:
     xforward_hosts: NamadrList
     xclient_hosts: NamadrList
     bare_newline_exclusions: NamadrList
+    sasl_authenticated_header: bool = False
+    """Whether cleanup writes ``(Authenticated sender: ...)`` for this service's mail."""
+    tls_received_header: bool = False
+    discard_ehlo_maps: str = ""
+    """``smtpd_discard_ehlo_keyword_address_maps``: per-client keywords to hide."""
 
     @classmethod
     def from_config(cls, config: Config, service: str = "smtp") -> SmtpdSettings:
@@ -121,4 +129,7 @@ class SmtpdSettings:
             xforward_hosts=namadr_list_from_config(config, "smtpd_authorized_xforward_hosts"),
             xclient_hosts=namadr_list_from_config(config, "smtpd_authorized_xclient_hosts"),
             bare_newline_exclusions=namadr_list_from_config(config, "smtpd_forbid_bare_newline_exclusions"),
+            sasl_authenticated_header=config.bool("smtpd_sasl_authenticated_header"),
+            tls_received_header=config.bool("smtpd_tls_received_header"),
+            discard_ehlo_maps=config.get("smtpd_discard_ehlo_keyword_address_maps").strip(),
         )

@@ -127,3 +127,28 @@ def test_bdat_passes_data_restrictions_that_permit(make_server: Maker) -> None:
     reply = c.reply()
     assert reply[0].startswith(f"250 2.0.0 Ok: {len(text)} bytes queued as ")
     assert len(server.queued()) == 1
+
+
+def test_discard_ehlo_keyword_address_maps(make_server: Maker, tmp_path: Path) -> None:
+    table = tmp_path / "ehlo_discard.cidr"
+    table.write_text("127.0.0.1/32 pipelining, dsn, silent-discard\n127.0.0.3/32 chunking\n")
+    server = make_server({"smtpd_discard_ehlo_keywords": "etrn",
+                          "smtpd_discard_ehlo_keyword_address_maps": f"cidr:{table}"})
+
+    def keywords(source: str) -> list[str]:
+        c = server.client(source)
+        assert c.reply()[0].startswith("220 ")
+        words = [line[4:] for line in c.cmd("EHLO client.example")[1:]]
+        c.cmd("QUIT")
+        return words
+
+    # Postfix 3.7 with the same table: the client's entry replaces
+    # smtpd_discard_ehlo_keywords; other clients get the main.cf list.
+    assert keywords("127.0.0.1") == ["SIZE 10240000", "VRFY", "ETRN", "ENHANCEDSTATUSCODES", "8BITMIME",
+                                     "CHUNKING"]
+    assert keywords("127.0.0.2") == ["PIPELINING", "SIZE 10240000", "VRFY", "ENHANCEDSTATUSCODES", "8BITMIME",
+                                     "DSN", "CHUNKING"]
+    assert keywords("127.0.0.3") == ["PIPELINING", "SIZE 10240000", "VRFY", "ETRN", "ENHANCEDSTATUSCODES",
+                                     "8BITMIME", "DSN"]
+    server.wait_log(r"discarding EHLO keywords: CHUNKING$")
+    assert not [line for line in server.logs() if "discarding EHLO keywords: PIPELINING" in line]
