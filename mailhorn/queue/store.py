@@ -60,6 +60,7 @@ from mailhorn.queue.queuefile import (
     read_queue_file,
     warn_record,
 )
+from mailhorn.queue.tempfiles import writer_alive
 from mailhorn.smtp.reply import Reply
 
 if TYPE_CHECKING:
@@ -534,9 +535,11 @@ class QueueStore:
         * ``active`` files return to ``incoming`` (their delivery was cut off;
           recipients already marked done stay done).
         * Temporary files in ``incoming`` are removed when they were linked
-          under a queue ID already (the commit got that far) or are older
-          than ``temp_age`` seconds (a writer that died); younger ones may
-          belong to a live writer in another process.
+          under a queue ID already (the commit got that far) or when their
+          writer is gone (the process ID in the name runs no more, or names
+          another process now: :func:`mailhorn.queue.tempfiles.writer_alive`);
+          a live writer's file stays. When that cannot be told, a file
+          older than ``temp_age`` seconds is removed.
         * Files that fail validation move to ``corrupt``.
         * Names that are neither queue IDs nor temporary files are reported.
         """
@@ -555,7 +558,8 @@ class QueueStore:
                 st = os.lstat(path)
             except FileNotFoundError:
                 continue
-            if st.st_nlink > 1 or now - st.st_mtime > temp_age:
+            alive = writer_alive(name, TEMP_PREFIX, st.st_mtime)
+            if st.st_nlink > 1 or alive is False or (alive is None and now - st.st_mtime > temp_age):
                 os.unlink(path)
                 removed.append(name)
         if removed:
