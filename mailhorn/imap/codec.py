@@ -252,6 +252,17 @@ class ImapCodec:
         """False while waiting for a decision (APPEND) or closed: stop reading the socket."""
         return self._mode not in (_Mode.APPEND_WAIT, _Mode.CLOSED)
 
+    def take_unread(self) -> bytes:
+        """Hand over the bytes received but not yet decoded, and forget them.
+
+        Used at a command boundary (after a login) to pass what the client
+        pipelined behind the command on to the process that serves the
+        rest of the session.
+        """
+        data = bytes(self._buf)
+        self._buf.clear()
+        return data
+
     def start_tls(self) -> int:
         """Drop every byte received after the STARTTLS line; return how many."""
         dropped = len(self._buf)

@@ -392,8 +392,7 @@ class ImapSession:
 
     def _unread_input(self) -> bytes:
         """What the client sent after the login command, for the mail process."""
-        pending = bytes(self.codec._buf)  # the codec stands at a command boundary after a login
-        self.codec._buf.clear()
+        pending = self.codec.take_unread()  # the codec stands at a command boundary after a login
         if self._read_task is not None:
             if self._read_task.done() and not self._read_task.cancelled():
                 pending += self._read_task.result()

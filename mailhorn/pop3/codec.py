@@ -122,6 +122,17 @@ class Pop3Decoder:
                 raw = raw[:-1]
             return parse_line(raw)
 
+    def take_unread(self) -> bytes:
+        """Hand over the bytes received but not yet decoded, and forget them.
+
+        Used at a command boundary (after a login) to pass what the client
+        pipelined behind the command on to the process that serves the
+        rest of the session.
+        """
+        data = bytes(self._buf)
+        self._buf.clear()
+        return data
+
     def start_tls(self) -> int:
         """Discard unread input before the TLS handshake; return how many octets went."""
         dropped = len(self._buf)

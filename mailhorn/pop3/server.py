@@ -330,8 +330,7 @@ class Pop3Connection:
                     await self._send(await self._login(session, action))
                     if self.mail_process is not None:
                         assert self.conn is not None
-                        unread = bytes(self.decoder._buf)  # what followed the login command
-                        self.decoder._buf.clear()
+                        unread = self.decoder.take_unread()  # what followed the login command
                         await privsep.relay(self.conn, self.mail_process, unread)
                         break
                     if session.state is State.TRANSACTION and self.drop is not None:
