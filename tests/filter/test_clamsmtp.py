@@ -22,7 +22,6 @@ from tests.filter.util import (
     SIGNATURE_TEXT,
     Mailhorn,
     maildir_messages,
-    private_dir,
     require_clamsmtp,
     send,
     vmail_owner,
@@ -34,8 +33,6 @@ def seed_002(make_mailhorn: MakeMailhorn, filter_port: int) -> tuple[Mailhorn, i
     """A mail system configured as seed 002's clamsmtp section, with virtual mailboxes."""
     port, reinject = free_port(), free_port()
     owner = vmail_owner()
-    vmail = private_dir("mailhorn-vmail-")
-    os.chown(vmail, owner.pw_uid, owner.pw_gid)
     master_cf = f"""\
 127.0.0.1:{port} inet n - n - - smtpd
 qmgr      unix  n       -       n       300     1       qmgr
@@ -58,6 +55,9 @@ filter   unix  -       -       n       -       16      smtp
         -o smtpd_authorized_xforward_hosts=127.0.0.0/8
 """
     mh = make_mailhorn("", master_cf)
+    vmail = mh.base / "vmail"
+    vmail.mkdir()
+    os.chown(vmail, owner.pw_uid, owner.pw_gid)
     main_cf = f"""\
 myhostname = mx.filter.test
 mydomain = filter.test

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from tests.filter.conftest import MakeClamSmtp, MakeMailhorn
-from tests.filter.util import Mailhorn, maildir_messages, private_dir, require_clamsmtp, send, vmail_owner
+from tests.filter.util import Mailhorn, maildir_messages, require_clamsmtp, send, vmail_owner
 from tests.master.util import free_port, wait_for
 
 
@@ -24,8 +24,6 @@ def seed_003(make_mailhorn: MakeMailhorn, main_extra: str) -> tuple[Mailhorn, in
     """Seed 003's filter transport and reinjection service; ``@ETC@`` in ``main_extra`` is the config dir."""
     port, reinject = free_port(), free_port()
     owner = vmail_owner()
-    vmail = private_dir("mailhorn-vmail-")
-    os.chown(vmail, owner.pw_uid, owner.pw_gid)
     master_cf = f"""\
 127.0.0.1:{port} inet n - n - - smtpd
 qmgr      unix  n       -       n       300     1       qmgr
@@ -49,6 +47,9 @@ amavis unix - - n - 2 smtp
     -o smtpd_authorized_xforward_hosts=127.0.0.0/8
 """
     mh = make_mailhorn("", master_cf)
+    vmail = mh.base / "vmail"
+    vmail.mkdir()
+    os.chown(vmail, owner.pw_uid, owner.pw_gid)
     with open(mh.etc / "main.cf", "a") as f:
         f.write(f"""\
 myhostname = mx.filter.test
