@@ -41,18 +41,18 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-SMTP_SOURCE = "/usr/sbin/smtp-source"
-POSTFIX = "/usr/sbin/postfix"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from postfix_instance import (  # noqa: E402  (the bench directory is not a package)
+    POSTFIX_DAEMONS_CF, MailhornServer, PostfixServer, Server, free_port, mailhorn_main_cf,
+    postfix_main_cf, require_postfix, smtp_source, wait_listening,
+)
 
 #: main.cf settings both servers get.
 COMMON_MAIN_CF = """\
@@ -69,128 +69,13 @@ alias_database =
 """
 
 #: Postfix's master.cf: the smtpd listener and the daemons it talks to.
-POSTFIX_MASTER_CF = """\
-127.0.0.1:{port} inet n - n - - smtpd
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-proxymap  unix  -       -       n       -       -       proxymap
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-"""
+POSTFIX_MASTER_CF = "127.0.0.1:{port} inet n - n - - smtpd\n" + POSTFIX_DAEMONS_CF
 
 MAILHORN_MASTER_CF = """\
 127.0.0.1:{port} inet n - n - - smtpd
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_listening(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                if s.recv(512).startswith(b"220"):
-                    s.sendall(b"QUIT\r\n")
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing answers on 127.0.0.1:{port}")
-
-
-def backdate(paths: list[Path]) -> None:
-    """Postfix waits for a main.cf changed in the last seconds to settle; these are final."""
-    old = time.time() - 60
-    for path in paths:
-        os.utime(path, (old, old))
-
-
-@dataclass
-class Server:
-    """One mail system under the bench directory."""
-
-    name: str
-    base: Path
-    port: int
-    main_cf: str
-    master_cf: str
-    times: dict[int, list[float]] = field(default_factory=dict)
-
-    @property
-    def etc(self) -> Path:
-        return self.base / "etc"
-
-    @property
-    def queue(self) -> Path:
-        return self.base / "queue"
-
-    def write_config(self) -> None:
-        self.etc.mkdir(parents=True)
-        (self.etc / "main.cf").write_text(self.main_cf)
-        (self.etc / "master.cf").write_text(self.master_cf.format(port=self.port))
-        backdate([self.etc / "main.cf", self.etc / "master.cf"])
-
-    def command(self, action: str) -> list[str]:
-        raise NotImplementedError
-
-    def control(self, action: str) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "MAIL_CONFIG"}
-        done = subprocess.run(self.command(action), capture_output=True, text=True, env=env, timeout=120)
-        if done.returncode != 0 and action == "start":
-            raise SystemExit(f"{self.name} {action} failed:\n{done.stdout}{done.stderr}")
-
-    def held(self) -> list[Path]:
-        hold = self.queue / "hold"
-        return [p for p in hold.rglob("*") if p.is_file()] if hold.exists() else []
-
-    def clear(self) -> None:
-        for path in self.held():
-            path.unlink()
-        for queue in ("incoming", "active", "deferred"):
-            for path in (self.queue / queue).rglob("*"):
-                if path.is_file():
-                    path.unlink()
-
-
-class PostfixServer(Server):
-    def write_config(self) -> None:
-        (self.base / "queue").mkdir(parents=True)
-        data = self.base / "data"
-        data.mkdir()
-        shutil.chown(data, "postfix")
-        super().write_config()
-
-    def command(self, action: str) -> list[str]:
-        return [POSTFIX, "-c", str(self.etc), action]
-
-
-class MailhornServer(Server):
-    def command(self, action: str) -> list[str]:
-        return [sys.executable, "-m", "mailhorn", "-c", str(self.etc), action]
-
-
-def smtp_source(port: int, sessions: int, messages: int, size: int) -> float:
-    """Run smtp-source; the wall time in seconds."""
-    argv = [SMTP_SOURCE, "-s", str(sessions), "-m", str(messages), "-l", str(size),
-            "-f", "sender@example.org", "-t", "rcpt@example.net", f"127.0.0.1:{port}"]
-    start = time.monotonic()
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
-    elapsed = time.monotonic() - start
-    if done.returncode != 0:
-        raise SystemExit(f"smtp-source failed ({done.returncode}): {done.stdout}{done.stderr}")
-    return elapsed
 
 
 def wait_held(server: Server, count: int, timeout: float = 30.0) -> None:
@@ -204,24 +89,18 @@ def wait_held(server: Server, count: int, timeout: float = 30.0) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for program in (SMTP_SOURCE, POSTFIX):
-        if not os.access(program, os.X_OK):
-            raise SystemExit(f"{program} is missing (Debian package postfix)")
-    if os.geteuid() != 0:
-        raise SystemExit("run as root: the Postfix instance needs it")
+    require_postfix()
     sessions = [int(s) for s in args.sessions.split(",")]
     base = Path(tempfile.mkdtemp(prefix="mailhorn-bench-"))
     os.chmod(base, 0o755)
     pf_dir, mh_dir = base / "postfix", base / "mailhorn"
     postfix = PostfixServer(
         "postfix", pf_dir, free_port(),
-        COMMON_MAIN_CF + f"compatibility_level = 3.6\nqueue_directory = {pf_dir / 'queue'}\n"
-        f"data_directory = {pf_dir / 'data'}\nsetgid_group = postdrop\n"
-        f"maillog_file = {pf_dir / 'maillog'}\nmaillog_file_prefixes = {base}\n",
+        COMMON_MAIN_CF + postfix_main_cf(base, pf_dir),
         POSTFIX_MASTER_CF)
     mailhorn = MailhornServer(
         "mailhorn", mh_dir, free_port(),
-        COMMON_MAIN_CF + f"queue_directory = {mh_dir / 'queue'}\nmaillog_file = {mh_dir / 'maillog'}\n"
+        COMMON_MAIN_CF + mailhorn_main_cf(mh_dir)
         + (f"master_worker_count = {args.workers}\n" if args.workers else ""),
         MAILHORN_MASTER_CF)
     servers: list[Server] = [postfix, mailhorn]
