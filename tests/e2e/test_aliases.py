@@ -79,6 +79,7 @@ def test_root_alias_reaches_two_users_and_two_remote_addresses(
         message = parse(delivered.read_bytes())
         assert message["Subject"] == "alias test"
         assert message["Delivered-To"] == f"{user.pw_name}@mx.e2e.test"
+        assert message["X-Original-To"] == "root@home.lan"
     # Both remote addresses share the relayhost: one transaction, two RCPT TO.
     [remote] = sink.wait_messages(1, 30)
     assert re.findall(rb"^X-Rcpt-Args: <([^>]+)>", remote, re.M) == [b"a@x.e2e.test", b"b@y.e2e.test"]
@@ -165,6 +166,7 @@ def test_include_list_members_each_get_a_copy(
             [delivered] = wait_messages(maildir(user), 1)
             message = parse(delivered.read_bytes())
             assert message["Delivered-To"] == f"{user.pw_name}@mx.e2e.test"
+            assert message["X-Original-To"] == "team@home.lan"
             assert message["Subject"] == "alias test"
         server.wait_queue_empty()
         assert re.search(rf"{queue_id}: to=<team@home.lan>, relay=local, .*status=sent \(forwarded as ",
