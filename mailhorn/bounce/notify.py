@@ -198,7 +198,9 @@ async def _notify(config: Config, runtime: Runtime, store: QueueStore, queue_nam
     request = CleanupRequest(
         source=Source.BOUNCE, sender=envelope_sender,
         recipients=(RecipientRequest(to, orcpt=f"rfc822;{to}"),),
-        body_type="8BITMIME" if eight_bit else "")
+        body_type="8BITMIME" if eight_bit else "",
+        # Only smtpd and pickup apply content_filter (Postfix); notices go out unfiltered.
+        content_filter="")
     session = runtime.cleanup.open(request)
     try:
         for piece in build_dsn(info, content):

@@ -198,5 +198,6 @@ async def connect(server: Server, *, timeout: float, bind4: str = "", bind6: str
         transport, _ = await _within(timeout, coro)
     except ConnectionTimeout:
         raise TimeoutError("Connection timed out") from None
-    assert isinstance(transport, asyncio.Transport)
+    # No isinstance() check: uvloop's transports are not asyncio.Transport
+    # subclasses, though they behave as one.
     return Connection(transport, protocol, server)

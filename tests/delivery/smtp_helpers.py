@@ -62,8 +62,12 @@ def make_request(nexthop: str, recipients: Sequence[str], content: bytes = MESSA
 
 
 def run_agent(config: Config, requests: Sequence[DeliveryRequest], *, service: str = "smtp",
-              lmtp: bool = False) -> list[list[RecipientStatus]]:
-    """Deliver the requests one after another with one agent; the statuses of each."""
+              lmtp: bool = False, loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+              ) -> list[list[RecipientStatus]]:
+    """Deliver the requests one after another with one agent; the statuses of each.
+
+    ``loop_factory`` picks the event loop (the workers use uvloop when installed).
+    """
 
     async def main() -> list[list[RecipientStatus]]:
         agent: SmtpAgent = make_lmtp_agent(config, service) if lmtp else make_agent(config, service)
@@ -75,7 +79,10 @@ def run_agent(config: Config, requests: Sequence[DeliveryRequest], *, service: s
             await agent.close()
         return out
 
-    return asyncio.run(main())
+    if loop_factory is None:
+        return asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(main())
 
 
 def run(coro: Callable[[], Awaitable[T]]) -> T:

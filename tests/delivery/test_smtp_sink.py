@@ -6,6 +6,8 @@ import asyncio
 import re
 from pathlib import Path
 
+import pytest
+
 from mailhorn.delivery.request import Action
 from mailhorn.delivery.smtp import make_agent
 from tests.delivery.smtp_helpers import SmtpSink, make_config, make_request, run_agent
@@ -25,6 +27,20 @@ def test_normal_delivery(tmp_path: Path) -> None:
         assert b"X-Rcpt-Args: <b@example.net>" in dump and b"X-Rcpt-Args: <c@example.net>" in dump
         # Dot stuffing survived the trip and the body arrived whole.
         assert b"Message-ID: <1@example.org>\n\nHello.\n.leading dot\n" in dump
+    finally:
+        sink.stop()
+
+
+def test_delivery_under_uvloop(tmp_path: Path) -> None:
+    """The workers run uvloop when it is installed; its transports must do as well."""
+    uvloop = pytest.importorskip("uvloop")
+    sink = SmtpSink(tmp_path)
+    try:
+        config = make_config(tmp_path)
+        [statuses] = run_agent(config, [make_request(sink.nexthop, ["b@example.net"])],
+                               loop_factory=uvloop.new_event_loop)
+        assert [s.action for s in statuses] == [Action.DELIVERED]
+        sink.wait_messages(1)
     finally:
         sink.stop()
 
