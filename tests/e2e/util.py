@@ -39,6 +39,7 @@ from tests.master.util import ROOT, Instance, free_port, wait_for
 
 #: Settings every instance shares: fast retries, loopback only, no DNS lookups.
 BASE_MAIN_CF = """\
+master_worker_count = 1
 myhostname = mx.e2e.test
 mydomain = e2e.test
 queue_run_delay = 1s
