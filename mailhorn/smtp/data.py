@@ -65,6 +65,7 @@ class DataReader:
     def take(self, buf: bytearray) -> tuple[bytes, DataStatus]:
         """Consume content from `buf`; return (unstuffed content, status)."""
         out = bytearray()
+        bulk = True
         while len(out) < self.chunk_size:
             if self._line_start:
                 if not buf:
@@ -80,6 +81,22 @@ class DataReader:
                     del buf[:1]  # dot-stuffing (RFC 5321 §4.5.2)
                 self._line_start = False
             room = self.chunk_size - len(out)
+            if bulk:
+                # Fast path: the complete lines up to the next one that starts
+                # with a dot pass in one copy when none ends in a bare LF;
+                # bytearray.find/count do the scanning.  Once a bare LF shows
+                # up, the rest of this call goes line by line (so the scan is
+                # not repeated for every line).
+                end = buf.find(b"\n.", 0, room)
+                end = end + 1 if end >= 0 else buf.rfind(b"\n", 0, room) + 1
+                if end > 0:
+                    if buf.count(b"\n", 0, end) == buf.count(b"\r\n", 0, end):
+                        out += buf[:end]
+                        del buf[:end]
+                        self._prev_crlf = True
+                        self._line_start = True
+                        continue
+                    bulk = False
             # Look one octet past the room, so a CR at the edge of the chunk
             # is known to be bare (no LF follows) or is left for later.
             nl = buf.find(b"\n", 0, room + 1)

@@ -182,10 +182,14 @@ def unsupported_option(option: str) -> Reply:
     return Reply.of(555, "5.5.4", f"Unsupported option: {printable(option)}")
 
 
+#: What printable() replaces: C0 controls and DEL.
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def printable(text: str) -> str:
     """Peer text made safe to echo in a reply or log: control characters
     become ``?`` (as Postfix's printable() does)."""
-    return "".join("?" if ord(c) < 32 or ord(c) == 127 else c for c in text)
+    return _CONTROL.sub("?", text)
 
 
 def greeting(banner: str) -> Reply:
