@@ -28,6 +28,7 @@ queue manager moves such a file to ``corrupt/`` and logs the reason.
 from __future__ import annotations
 
 import enum
+import re
 import struct
 import zlib
 from collections.abc import Callable, Iterator
@@ -58,6 +59,8 @@ CHUNK_SIZE = 64 * 1024
 ENVELOPE_MAX = 64 * 1024
 
 _HEAD = struct.Struct(">cI")
+#: An attribute name: ASCII letters, digits and underscores.
+_ATTR_NAME = re.compile(r"[A-Za-z0-9_]+")
 _CRC = struct.Struct(">I")
 #: Bytes a record adds around its data: type, length, CRC.
 OVERHEAD = _HEAD.size + _CRC.size
@@ -148,10 +151,21 @@ def _crc(rtype: bytes, head: bytes, data: bytes | memoryview) -> int:
     return zlib.crc32(data, zlib.crc32(head[1:], zlib.crc32(canonical)))
 
 
+#: CRC-32 of each record type's byte as the CRC counts it (``D`` as ``R``),
+#: the start of every record's CRC (what _crc computes first).
+_CRC_SEED: dict[bytes, int] = {
+    t.value: zlib.crc32(RecordType.RCPT.value if t is RecordType.DONE else t.value) for t in RecordType
+}
+_LENGTH = struct.Struct(">I")
+
+
 def encode_record(rtype: RecordType, data: bytes | memoryview) -> bytes:
-    """One record's bytes."""
-    head = _HEAD.pack(rtype.value, len(data))
-    return head + bytes(data) + _CRC.pack(_crc(rtype.value, head, data))
+    """One record's bytes (the same as :func:`_crc` over ``_HEAD``, in fewer steps:
+    this runs for every record of every message)."""
+    code: bytes = rtype._value_
+    length = _LENGTH.pack(len(data))
+    crc = zlib.crc32(data, zlib.crc32(length, _CRC_SEED[code]))
+    return b"".join((code, length, data, _CRC.pack(crc)))
 
 
 def _text(data: bytes, what: str, offset: int) -> str:
@@ -230,7 +244,7 @@ class QueueFileWriter:
     def attribute(self, name: str, value: str) -> None:
         """A named attribute (client_name, helo_name, sasl_username, ...)."""
         self._need("envelope")
-        if not name or not all(c.isascii() and (c.isalnum() or c == "_") for c in name):
+        if _ATTR_NAME.fullmatch(name) is None:
             raise ValueError(f"bad attribute name {name!r}")
         self._put(RecordType.ATTR, _check_text(f"{name}={value}", "attribute"))
 
