@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from mailhorn import log
 from mailhorn.config.load import Config
-from mailhorn.tables.base import OpenOptions
+from mailhorn.tables.base import OpenOptions, in_memory
 from mailhorn.tables.pattern_source import read_source
 
 _SPACE = " \t\r\n\v\f"
@@ -158,6 +158,7 @@ def _negation(text: str) -> tuple[bool, str]:
     return negate, text
 
 
+@in_memory
 class CidrTable:
     """An opened cidr: table."""
 

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 
 from mailhorn.config.load import Config
 from mailhorn.config.maincf import split_list
-from mailhorn.tables.base import OpenOptions, TableConfigError
+from mailhorn.tables.base import OpenOptions, TableConfigError, in_memory
 from mailhorn.tables.source import check_name, fold_key, utf8_enabled
 
 
+@in_memory
 @dataclass
 class InlineTable:
     """An in-memory table from an ``inline:{...}`` name."""

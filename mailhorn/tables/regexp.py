@@ -31,7 +31,7 @@ from typing import Any
 import regex  # type: ignore[import-untyped]
 
 from mailhorn.config.load import Config
-from mailhorn.tables.base import OpenOptions, TableRetry
+from mailhorn.tables.base import OpenOptions, TableRetry, in_memory
 from mailhorn.tables.ere import PosixRegexError, translate
 from mailhorn.tables.pattern_source import read_source
 from mailhorn.tables.pcre_syntax import adapt, error_text
@@ -108,6 +108,7 @@ PCRE = Dialect[CompiledPattern](
 )
 
 
+@in_memory
 class PatternTable:
     """An opened regexp: or pcre: table."""
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mailhorn.config.load import Config
-from mailhorn.tables.base import OpenOptions, TableConfigError
+from mailhorn.tables.base import OpenOptions, TableConfigError, in_memory
 from mailhorn.tables.source import check_name
 
 
@@ -35,6 +35,7 @@ def brace_value(text: str) -> tuple[str | None, str]:
     return None, f"missing '}}' in \"{text}\""
 
 
+@in_memory
 @dataclass(frozen=True)
 class StaticTable:
     """Every lookup answers ``value``."""

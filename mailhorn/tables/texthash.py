@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 
 from mailhorn import log
 from mailhorn.config.load import Config
-from mailhorn.tables.base import OpenOptions, TableConfigError
+from mailhorn.tables.base import OpenOptions, TableConfigError, in_memory
 from mailhorn.tables.source import Warn, check_name, fold_key, read_text, source_entries, utf8_enabled
 
 
+@in_memory
 @dataclass
 class TextHashTable:
     """The entries of one source file, held in memory."""
