@@ -34,17 +34,26 @@ from mailhorn.tables.matchlist import namadr_list_from_config
 from mailhorn.tables.registry import open_table
 
 _LOOPBACK = ("127.0.0.1", "::1")
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def _same_address(a: str, b: str) -> bool:
-    try:
-        return ipaddress.ip_address(a.strip("[]")) == ipaddress.ip_address(b.strip("[]"))
-    except ValueError:
-        return False
+#: Answers of _is_local_address, per process: like Postfix, which learns the
+#: host's addresses once at start, a process does not re-probe them per message.
+_LOCAL_CACHE: dict[str, bool] = {}
+_LOCAL_CACHE_MAX = 4096
 
 
 def _is_local_address(addr: str) -> bool:
     """Whether ``addr`` belongs to this host (it can be bound)."""
+    known = _LOCAL_CACHE.get(addr)
+    if known is None:
+        if len(_LOCAL_CACHE) >= _LOCAL_CACHE_MAX:
+            _LOCAL_CACHE.clear()
+        known = _LOCAL_CACHE[addr] = _bindable(addr)
+    return known
+
+
+def _bindable(addr: str) -> bool:
     try:
         family = socket.AF_INET6 if ":" in addr else socket.AF_INET
         with socket.socket(family, socket.SOCK_DGRAM) as sock:
@@ -75,6 +84,7 @@ class LocalClients:
 
     def __init__(self, config: Config) -> None:
         self._config = config
+        self._wanted: tuple[bool, frozenset[IPAddress]] | None = None
         self._tests: list[Callable[[ClientInfo], bool]] = []
         items = split_list(config.get("local_header_rewrite_clients"))
         i = 0
@@ -94,17 +104,28 @@ class LocalClients:
                 log.warning(f"unknown local_header_rewrite_clients element: {item}", program="cleanup")
             i += 1
 
+    def _interfaces(self) -> tuple[bool, frozenset[IPAddress]]:
+        """(``inet_interfaces = all``, the listed addresses), read once."""
+        if self._wanted is None:
+            interfaces = [x.lower() for x in split_list(self._config.get("inet_interfaces"))]
+            wanted: set[IPAddress] = set()
+            for name in interfaces:
+                for item in _LOOPBACK if name in ("loopback-only", "localhost") else (name,):
+                    try:
+                        wanted.add(ipaddress.ip_address(item.strip("[]")))
+                    except ValueError:
+                        continue  # a host name never equals a client address
+            self._wanted = ("all" in interfaces, frozenset(wanted))
+        return self._wanted
+
     def _inet_interface(self, client: ClientInfo) -> bool:
-        interfaces = [x.lower() for x in split_list(self._config.get("inet_interfaces"))]
-        if "all" in interfaces:
+        every, wanted = self._interfaces()
+        if every:
             return _is_local_address(client.addr)
-        wanted: list[str] = []
-        for name in interfaces:
-            if name in ("loopback-only", "localhost"):
-                wanted.extend(_LOOPBACK)
-            else:
-                wanted.append(name)
-        return any(_same_address(client.addr, w) for w in wanted)
+        try:
+            return ipaddress.ip_address(client.addr.strip("[]")) in wanted
+        except ValueError:
+            return False
 
     def match(self, client: ClientInfo) -> bool:
         """Whether mail from ``client`` gets its missing headers added."""
