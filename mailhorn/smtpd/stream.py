@@ -7,10 +7,17 @@ every byte that arrived in plaintext after the STARTTLS line (RFC 3207
 received before the handshake is ever read as if it came through TLS.
 
 Reading: :meth:`Connection.read` returns whatever arrived (or ``b""`` at end
-of input); the transport is paused while more than ``HIGH_WATER`` octets
+of input), or raises `TimeoutError` when nothing came before the caller's
+deadline; the transport is paused while more than ``HIGH_WATER`` octets
 wait, so a fast client cannot make us buffer without bound (design.md §5
 rule 7).  Writing: :meth:`Connection.write` then :meth:`Connection.drain`,
 which waits while the transport's own buffer is full.
+
+Deadlines cost one timer per connection, not one per read: the timer is
+armed for the first deadline and, when it fires, re-armed for the latest
+deadline a reader asked for if that one lies later (a session moves its
+deadline forward at every command and content line, Postfix's
+``smtpd_per_record_deadline``).
 
 Parameters read: none.  Errors: `ConnectionError` from :meth:`drain` when
 the peer is gone; `ssl.SSLError` or `OSError` from the TLS handshake;
@@ -43,6 +50,11 @@ class Connection(asyncio.Protocol):
         self._writable: asyncio.Event = asyncio.Event()
         self._writable.set()
         self._in_tls_switch = False
+        self._deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._timed_out = False
+        self._reading = False
 
     # -- asyncio.Protocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -65,6 +77,7 @@ class Connection(asyncio.Protocol):
             return
         self._lost = True
         self._eof = True
+        self._disarm()
         self._readable.set()
         self._writable.set()
 
@@ -84,11 +97,32 @@ class Connection(asyncio.Protocol):
         """Octets received and not yet read."""
         return len(self._buf)
 
-    async def read(self) -> bytes:
-        """Everything received so far, waiting for some; ``b""`` at end of input."""
+    async def read(self, deadline: float | None = None) -> bytes:
+        """Everything received so far, waiting for some; ``b""`` at end of input.
+
+        ``deadline`` (the event loop's clock): `TimeoutError` when it passes
+        while nothing has arrived.
+        """
         while not self._buf and not self._eof:
             self._readable.clear()
-            await self._readable.wait()
+            if deadline is None:
+                await self._readable.wait()
+                continue
+            loop = asyncio.get_running_loop()
+            if loop.time() >= deadline:
+                raise TimeoutError
+            self._deadline = deadline
+            if self._timer is None or deadline < self._timer_at:
+                self._arm(loop, deadline)
+            self._timed_out = False
+            self._reading = True
+            try:
+                await self._readable.wait()
+            finally:
+                self._reading = False
+            if self._timed_out and not self._buf and not self._eof:
+                self._timed_out = False
+                raise TimeoutError
         data = bytes(self._buf)
         self._buf.clear()
         if self._paused and self.transport is not None and not self._lost:
@@ -96,10 +130,40 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
         return data
 
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        """The timer fired: wake a waiting reader whose deadline has passed,
+        or wait on for a later deadline."""
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None or not self._reading:
+            return  # the next read arms the timer again
+        loop = asyncio.get_running_loop()
+        if loop.time() < deadline:
+            self._arm(loop, deadline)
+            return
+        self._timed_out = True
+        self._readable.set()
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     # -- writing ----------------------------------------------------------
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self._lost and not self.transport.is_closing():
             self.transport.write(data)
+
+    @property
+    def write_blocked(self) -> bool:
+        """Whether :meth:`drain` would wait (the transport's buffer is full)."""
+        return not self._writable.is_set()
 
     async def drain(self) -> None:
         if self._lost:
@@ -133,10 +197,12 @@ class Connection(asyncio.Protocol):
         return dropped
 
     def close(self) -> None:
+        self._disarm()
         if self.transport is not None:
             self.transport.close()
 
     def abort(self) -> None:
+        self._disarm()
         if self.transport is not None:
             self.transport.abort()
 
