@@ -5,7 +5,7 @@ file (a second master is refused), create the queue directories (owned by
 ``mail_owner`` when running as root, as Postfix lays them out), bind every
 listener (a bind error is fatal: ``fatal: bind 127.0.0.1 port 25: Address
 already in use``), open the control socket, write the pid file, and fork
-``master_worker_count`` workers (default 1; see
+``master_worker_count`` workers (default: one per CPU; see
 :mod:`mailhorn.master.worker`). Then the master only supervises, in a plain
 ``selectors`` loop (no asyncio, so forking is safe):
 
@@ -69,7 +69,7 @@ class StartError(Exception):
 
 
 def worker_count(config: Config) -> int:
-    """``master_worker_count``: worker processes accepting connections (default 1)."""
+    """``master_worker_count``: worker processes accepting connections (default: the CPU count)."""
     value = config.int("master_worker_count")
     if value < 1:
         raise ConfigError(f"bad numerical configuration: master_worker_count = {value}",
@@ -121,6 +121,26 @@ def logging_setup(config: Config, foreground: bool) -> Callable[[str], None]:
         log.setup(program, syslog_name=syslog_name, facility=facility, maillog_file=maillog, stderr=foreground)
 
     return setup
+
+
+#: Signals the master handles; a child must never run the master's handlers.
+CHILD_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD})
+
+
+def fork_blocking_signals() -> int:
+    """fork() with the master's signals blocked around it.
+
+    A signal that reaches a new child before it has set its own dispositions
+    would otherwise run the master's handler in the child (which only notes
+    it) and be lost: a stop right after start then waited for the kill
+    timeout. The child unblocks them (:func:`unblock_child_signals`) once its
+    dispositions are in place, so a pending SIGTERM is acted on.
+    """
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, CHILD_SIGNALS)
+    pid = os.fork()
+    if pid != 0:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    return pid
 
 
 class Master:
@@ -291,7 +311,7 @@ class Master:
                        *([self.spawner_sock.fileno()] if self.spawner_sock else [])],
             spawner_path=spawner.spawner_path(gen.config) if self.spawner_sock else None,
         )
-        pid = os.fork()
+        pid = fork_blocking_signals()
         if pid == 0:
             status = 1
             try:
@@ -312,7 +332,7 @@ class Master:
                      *([self.pid_file.fd] if self.pid_file else []),
                      *([self.control_sock.fileno()] if self.control_sock else []), *self.client_fds,
                      *(sock.fileno() for sock in self.listeners.sockets.values())]
-        pid = os.fork()
+        pid = fork_blocking_signals()
         if pid == 0:
             status = 1
             try:

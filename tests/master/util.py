@@ -16,6 +16,7 @@ from pathlib import Path
 from mailhorn.cli.control import children_of
 from mailhorn.config.load import load
 from mailhorn.master import control
+from mailhorn.master.supervisor import worker_count
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,9 +112,11 @@ class Instance:
                 out[int(rest[0])] = int(rest[1])
         return out
 
-    def started_workers(self, count: int = 1) -> dict[int, int]:
-        """The workers, once ``count`` of them run (start returns before they are forked)."""
-        assert wait_for(lambda: len(self.workers()) == count)
+    def started_workers(self, count: int | None = None) -> dict[int, int]:
+        """The workers, once ``count`` of them run (start returns before they are
+        forked); by default as many as the configuration asks for."""
+        wanted = worker_count(load(str(self.etc))) if count is None else count
+        assert wait_for(lambda: len(self.workers()) == wanted)
         return self.workers()
 
     def listeners(self) -> list[str]:

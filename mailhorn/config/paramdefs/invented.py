@@ -6,7 +6,16 @@ like any other parameter.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+
 from mailhorn.config.params import Kind, Param
+
+
+def _cpu_count(lookup: Callable[[str], str]) -> str:
+    """The default of ``master_worker_count``: the number of CPUs (at least 1)."""
+    return str(os.cpu_count() or 1)
+
 
 PARAMS: tuple[Param, ...] = (
     Param(
@@ -69,9 +78,11 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "master_worker_count",
         Kind.INT,
-        "1",
-        "The number of worker processes that serve the network services.",
+        "",
+        "The number of worker processes that serve the network services; by default one per"
+        " CPU the system has (os.cpu_count()), as each worker runs one event loop on one core.",
         origin="mailhorn",
+        derive=_cpu_count,
     ),
     Param(
         "master_drain_time",
