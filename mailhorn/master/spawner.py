@@ -531,8 +531,12 @@ def spawner_main(sock: socket.socket, config: Config, owner_uid: int, close_fds:
     from mailhorn.master.privileges import die_with_parent
 
     signal.set_wakeup_fd(-1)
+    for signum in (signal.SIGTERM, signal.SIGCHLD):
+        signal.signal(signum, signal.SIG_DFL)
     for signum in (signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
+    # Forked with the master's signals blocked; see supervisor.fork_blocking_signals.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD})
     for fd in close_fds:
         try:
             os.close(fd)

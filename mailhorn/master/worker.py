@@ -103,6 +103,9 @@ def worker_main(spec: WorkerSpec) -> int:
         signal.signal(signum, signal.SIG_DFL)
     for signum in (signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
+    # The master forked with these blocked (fork_blocking_signals); a SIGTERM
+    # that came meanwhile now ends this worker before it serves anything.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD})
     for fd in spec.close_fds:
         try:
             os.close(fd)
