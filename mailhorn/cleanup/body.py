@@ -169,8 +169,9 @@ class ContentState:
                 arrival=self.arrival,
                 sasl_header=_given(self.req.client.sasl_authenticated_header, self.s.sasl_header),
                 tls_header=_given(self.req.client.tls_received_header, self.s.tls_header))
-        elif self.req.source is Source.BOUNCE:
-            # Notices made by the mail system itself name no submitting user.
+        elif self.req.source in (Source.BOUNCE, Source.FORWARD):
+            # Notices made by the mail system itself, and mail local(8)
+            # re-submits (Postfix's forward.c), name no submitting user.
             lines = [f"Received: by {self.s.myhostname} ({self.s.mail_name})",
                      f"\tid {self.queue_id}; {mail_date(self.arrival)}"]
         else:
@@ -503,7 +504,8 @@ class ContentState:
         if redirect:
             return [(redirect, None, None, redirect if original else None)]
         for address, rcpt in self.recipients:
-            out.append((address, rcpt.orcpt, notify_flags(rcpt.notify), address if original else None))
+            out.append((address, rcpt.orcpt, notify_flags(rcpt.notify),
+                        (rcpt.orig_rcpt or address) if original else None))
             seen.add(address)
         if self.req.extract_recipients:
             extra = self.resent_extracted if self.resent_extracted else self.extracted

@@ -27,6 +27,8 @@ class Source(enum.Enum):
     PICKUP = "pickup"
     SENDMAIL = "sendmail"
     BOUNCE = "bounce"
+    FORWARD = "forward"
+    """Re-submitted by local(8) for aliases, .forward and :include: (``Received: by HOST (mail_name) id ...``)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,9 @@ class RecipientRequest:
     address: str
     orcpt: str | None = None
     notify: frozenset[str] = frozenset()
+    orig_rcpt: str | None = None
+    """The original recipient to record (a forwarded copy keeps its first
+    delivery's); None: the address itself, as cleanup's ``enable_original_recipient``."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,9 @@ What it does
     4. ``alias_maps``: the whole local part, then the part before the
        ``recipient_delimiter``. Addresses are handed back to cleanup as new
        recipients of one new queue file per envelope sender (the original
-       content with ``Delivered-To:`` first; ``owner-NAME`` as the sender when
+       content after ``Received: by HOST (mail_name) id QID; DATE`` and
+       ``Delivered-To:``, each recipient keeping this delivery's original
+       recipient, as Postfix's forward.c; ``owner-NAME`` as the sender when
        that alias exists); ``/file``, ``/dir/`` (Maildir), ``|command`` and
        ``:include:`` are delivered here with the alias database owner's
        privileges or ``default_privs``.
@@ -617,9 +619,13 @@ class LocalAgent:
         rcpt = st.rcpt
         orcpt = rcpt.dsn_orcpt or f"rfc822;{rcpt.orig_rcpt or rcpt.address}"
         encoding = request.attributes.get("encoding", "").lower()
+        # Postfix's forward.c: each new recipient keeps the original recipient
+        # of this delivery (X-Original-To downstream).
+        original = rcpt.orig_rcpt or rcpt.address
         creq = CleanupRequest(
-            source=Source.PICKUP, sender=sender,
-            recipients=tuple(RecipientRequest(a, orcpt=orcpt, notify=rcpt.dsn_notify) for a in addresses),
+            source=Source.FORWARD, sender=sender,
+            recipients=tuple(RecipientRequest(a, orcpt=orcpt, notify=rcpt.dsn_notify, orig_rcpt=original)
+                             for a in addresses),
             dsn_envid=request.dsn_envid, dsn_ret=request.dsn_ret,
             body_type={"8bit": "8BITMIME", "7bit": "7BIT"}.get(encoding, ""),
             submit_uid=os.getuid(), receive_override_options=("no_header_body_checks",),
