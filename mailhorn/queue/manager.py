@@ -71,9 +71,12 @@ Backoff
 Durability
     A recipient is marked done only after its agent returned a final
     status and, for bounces and success notices, after the status record
-    is on disk. A crash between an agent's delivery and the done-mark
-    delivers that recipient again after restart: duplicates are at most
-    the recipients in flight at the crash. A message whose file vanished
+    is on disk. When the last request of an attempt leaves nothing to do
+    (every recipient done, no notice due) the file is removed instead of
+    marked. Either happens while the delivery still holds its scheduler
+    slot, so a crash between an agent's delivery and the done-mark (or the
+    removal) delivers again after restart at most the recipients of the
+    deliveries holding slots at the crash. A message whose file vanished
     from ``active`` (``postsuper -d``/``-h``/``-r`` meanwhile; ``ENOENT``)
     is forgotten, never recreated.
 
@@ -109,13 +112,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import errno
+import functools
 import importlib
 import os
 import stat
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from mailhorn import log
 from mailhorn.address.resolve import RESOLVE_CLASS_LOCAL, Resolver
@@ -136,6 +143,10 @@ __all__ = ["QueueManager", "run_qmgr"]
 
 ACTIVE = "active"
 QMGR = "qmgr"
+#: Threads for the queue manager's own file work (moves, reads, marks, removals). Most
+#: of it waits on fsync, so more threads than cores let directory fsyncs be shared.
+QMGR_THREADS = 16
+_T = TypeVar("_T")
 _NOTIFY_NAMES = (("NEVER", DsnNotify.NEVER), ("SUCCESS", DsnNotify.SUCCESS),
                  ("FAILURE", DsnNotify.FAILURE), ("DELAY", DsnNotify.DELAY))
 _STATUS_WORD = {Action.DEFERRED: "deferred", Action.BOUNCED: "bounced"}
@@ -182,6 +193,12 @@ class _Message:
     deferred: bool = False
     gone: bool = False
     corrupt: bool = False
+    #: A bounce or success record was written in this attempt (a notice is due).
+    noticed: bool = False
+    #: Delivery requests not recorded yet.
+    jobs_left: int = 0
+    #: The file was removed when the last request was recorded.
+    removed: bool = False
 
     @property
     def arrival(self) -> float:
@@ -225,6 +242,7 @@ class QueueManager:
         self.resolver = Resolver(config)
         self.active_slots = asyncio.Semaphore(max(config.int("qmgr_message_active_limit"), 1))
         self.tasks: set[asyncio.Task[None]] = set()
+        self.executor = ThreadPoolExecutor(max_workers=QMGR_THREADS, thread_name_prefix="qmgr")
         #: Files a scan took that are not in ``active`` yet.
         self.claimed: set[str] = set()
         self.defer_transports = frozenset(config.list("defer_transports"))
@@ -251,7 +269,7 @@ class QueueManager:
         instead of following one another. A claimed file is skipped by
         later scans until its move is done.
         """
-        names = await asyncio.to_thread(self._eligible, queue, scan_all)
+        names = await self._io(self._eligible, queue, scan_all)
         started = 0
         for queue_id in names:
             if queue_id in self.claimed:
@@ -283,7 +301,7 @@ class QueueManager:
     async def _activate(self, queue_id: str, queue: str) -> bool:
         """Move a claimed file to ``active``; False when it is gone or cannot move."""
         try:
-            await self.store.amove(queue_id, queue, ACTIVE)
+            await self._io(self.store.move, queue_id, queue, ACTIVE)
         except FileNotFoundError:
             return False
         except OSError as exc:
@@ -292,6 +310,11 @@ class QueueManager:
         finally:
             self.claimed.discard(queue_id)
         return True
+
+    async def _io(self, func: Callable[..., _T], *args: object) -> _T:
+        """Run blocking file work in the queue manager's threads (the task's context goes along)."""
+        call = functools.partial(contextvars.copy_context().run, func, *args)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
 
     async def drain(self) -> None:
         """Wait until every started attempt has finished."""
@@ -323,6 +346,7 @@ class QueueManager:
             if self.tasks:
                 await asyncio.gather(*list(self.tasks), return_exceptions=True)
             await self.agents.close()
+            self.executor.shutdown(wait=False)
 
     # -- one attempt ----------------------------------------------------------------
     async def _attempt(self, queue_id: str, flush: bool, queue: str) -> None:
@@ -343,7 +367,7 @@ class QueueManager:
         """Deliver one message that is in ``active`` (see the module docstring)."""
         path = self.store.path(ACTIVE, queue_id)
         try:
-            qf, mode, prior = await asyncio.to_thread(self._open, queue_id, path)
+            qf, mode, prior = await self._io(self._open, queue_id, path)
         except CorruptQueueFile as exc:
             log.warning(f"{queue_id}: message rejected: {exc}", program=QMGR)
             try:
@@ -358,9 +382,12 @@ class QueueManager:
             return
         qmgr_log.opened(queue_id, qf.sender, qf.content_size, len(qf.recipients))
         jobs = self._plan(msg, prior)
+        msg.jobs_left = len(jobs)
         if jobs:
             await asyncio.gather(*(self._deliver(msg, job) for job in jobs))
-        if not msg.gone:
+        if msg.removed:
+            qmgr_log.removed(queue_id)
+        elif not msg.gone:
             await self._finish(msg)
 
     # -- requeue --------------------------------------------------------------------------
@@ -604,20 +631,45 @@ class QueueManager:
             msg.queue_id, outcome.rcpt.address, outcome.rcpt.rec.orig_rcpt, status.relay, outcome.delays,
             status.dsn, word, status.text, max_digits=self.max_digits), program=outcome.program)
 
+    @staticmethod
+    def _needs_notice(outcome: _Outcome) -> bool:
+        """Whether a recipient's status asks for a bounce or a success notice."""
+        status, notify = outcome.status, outcome.rcpt.rec.dsn_notify
+        return status.action is Action.BOUNCED or (
+            status.action is not Action.DEFERRED and notify is not None and bool(notify & DsnNotify.SUCCESS))
+
     async def _record(self, msg: _Message, outcomes: list[_Outcome]) -> None:
-        """Status records, log lines and done-marks for one request's recipients."""
+        """Status records, log lines and done-marks for one request's recipients.
+
+        When this is the message's last request and every recipient of the
+        attempt is done with nothing to notify, the file is removed instead
+        of marked: one directory fsync (shared with concurrent removals)
+        replaces the mark's file fsync and the removal's, and it still
+        happens while the delivery holds its slot.
+        """
         if any(o.status.action is Action.DEFERRED for o in outcomes):
             msg.deferred = True
+        if any(self._needs_notice(o) for o in outcomes):
+            msg.noticed = True
+        final = msg.jobs_left == 1 and not (msg.deferred or msg.noticed or msg.corrupt)
         try:
-            await asyncio.to_thread(self._commit, msg, outcomes)
+            await self._io(self._commit, msg, outcomes, final)
         except FileNotFoundError:
             msg.gone = True
         except OSError as exc:
             log.warning(f"{msg.queue_id}: update queue file: {exc}", program=QMGR)
             msg.deferred = True
+        finally:
+            msg.jobs_left -= 1
 
-    def _commit(self, msg: _Message, outcomes: list[_Outcome]) -> None:
+    def _commit(self, msg: _Message, outcomes: list[_Outcome], final: bool = False) -> None:
         store, queue_id = self.store, msg.queue_id
+        if final and not any(self._logs_present(queue_id)):
+            for outcome in outcomes:
+                self._log(msg, outcome)
+            self._remove_sync(queue_id)
+            msg.removed = True
+            return
         now = int(self.now())
         done: list[int] = []
         for outcome in outcomes:
@@ -695,7 +747,7 @@ class QueueManager:
         return self.now() >= created + lifetime
 
     async def _finish(self, msg: _Message) -> None:
-        bounce, trace = await asyncio.to_thread(self._logs_present, msg.queue_id)
+        bounce, trace = await self._io(self._logs_present, msg.queue_id)
         keep = not await self._flush_log(msg, "bounce", "failure", bounce)
         keep = not await self._flush_log(msg, "trace", "success", trace) or keep
         if msg.corrupt:
@@ -763,7 +815,7 @@ class QueueManager:
 
     async def _remove(self, msg: _Message) -> None:
         try:
-            await asyncio.to_thread(self._remove_sync, msg.queue_id)
+            await self._io(self._remove_sync, msg.queue_id)
         except FileNotFoundError:
             log.warning(f"{msg.queue_id}: remove from {ACTIVE}: {os.strerror(errno.ENOENT)}", program=QMGR)
             return
