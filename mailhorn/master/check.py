@@ -137,6 +137,8 @@ def table_specs(config: Config, names: Iterable[str]) -> Iterator[tuple[str, str
     from mailhorn.tables.registry import TABLE_TYPES
 
     for param in list(names):
+        if param in _PERMISSION_LISTS:
+            continue
         value = config.get(param)
         for item in split_list(value):
             spec = item.removeprefix("proxy:")
@@ -156,8 +158,15 @@ _ACCESS_RESTRICTIONS = frozenset({
 })
 
 
+#: Parameters that list tables to allow rather than tables to open: the proxy
+#: map server's permission lists (Postfix never opens what they name).
+_PERMISSION_LISTS = frozenset({"proxy_read_maps", "proxy_write_maps"})
+
+
 def _table_items(param: str, value: str) -> Iterator[str]:
     """The items of ``param`` that must be ``type:name`` lookup tables."""
+    if param in _PERMISSION_LISTS:
+        return
     items = split_list(value)
     if param.endswith(("_maps", "_checks")) or param == "alias_database":
         yield from items

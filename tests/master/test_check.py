@@ -168,3 +168,15 @@ def test_unknown_table_type_is_fatal_with_file_and_line(tmp_path: Path) -> None:
     assert started.returncode == 1
     assert "unsupported dictionary type: foo" in started.stderr
     assert "starting the mail system" not in started.stderr
+
+
+def test_proxy_permission_lists_are_not_opened(tmp_path: Path) -> None:
+    """proxy_read_maps only lists what proxymap may open (seed 003 sets it); Postfix opens none of it."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "master.cf").write_text("")
+    (etc / "main.cf").write_text(
+        f"queue_directory = {tmp_path}/queue\n"
+        "proxy_read_maps = $local_recipient_maps $mydestination $virtual_alias_maps\n")
+    findings = run_check(str(etc))
+    assert not any("proxy_read_maps" in text for _, text in findings), findings
