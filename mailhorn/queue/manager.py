@@ -85,7 +85,8 @@ Requeue (``postsuper -r``: the requeue mark of ``listing.py``)
     cleanup, the queue manager hands such a message's content back to
     cleanup (``runtime.cleanup``, as a local submission from the mail
     system's own uid) with the same envelope: sender, the recipients still
-    pending with their DSN NOTIFY/ORCPT, ENVID and RET. Canonical and
+    pending with their original recipients and DSN NOTIFY/ORCPT, ENVID and
+    RET. Canonical and
     virtual alias mapping, header and body checks and ``content_filter``
     apply again, and cleanup puts a new ``Received:`` header first, as
     pickup does. Once the new queue file is durable the old one and its
@@ -400,7 +401,8 @@ class QueueManager:
             return
         request = CleanupRequest(
             source=Source.PICKUP, sender=qf.sender,
-            recipients=tuple(RecipientRequest(r.address, r.dsn_orcpt, notify_names(r.dsn_notify)) for r in pending),
+            recipients=tuple(RecipientRequest(r.address, r.dsn_orcpt, notify_names(r.dsn_notify), r.orig_rcpt)
+                             for r in pending),
             dsn_envid=qf.dsn_envid, dsn_ret=qf.dsn_ret.name if qf.dsn_ret is not None else None,
             body_type="8BITMIME" if qf.attributes.get("encoding") == "8bit" else "",
             smtputf8=qf.attributes.get("smtputf8") == "1", submit_uid=os.getuid())

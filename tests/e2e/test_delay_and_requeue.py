@@ -125,12 +125,14 @@ def test_requeue_applies_the_current_virtual_alias_map(make_server: MakeServer, 
     copy = parse(delivered.read_bytes())
     assert copy["Subject"] == "requeue me"
     assert copy["Delivered-To"] == "owner@e2e.test"
+    assert copy["X-Original-To"] == "team@virt.e2e.test"
     # Postfix's pickup puts its own Received: first; the original ones follow.
     received = copy.get_all("Received")
     assert received is not None and len(received) == 2
     assert re.match(r"by mx\.e2e\.test \(Postfix, from userid \d+\)", received[0])
     assert "from client.e2e.test" in received[1]
-    server.wait_log(rf"{new_id.group(1)}: to=<owner@e2e.test>, orig_to=<far@remote.test>, relay=local, "
+    # The original recipient travels with the requeued message, as Postfix's ORCP record does.
+    server.wait_log(rf"{new_id.group(1)}: to=<owner@e2e.test>, orig_to=<team@virt.e2e.test>, relay=local, "
                     r"delay=.*status=sent ")
     server.wait_queue_empty()
     # The old queue file and its logs are gone; no "removed" for it after the requeue.

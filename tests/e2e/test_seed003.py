@@ -93,11 +93,6 @@ def seed_server(make_server: MakeServer, seed: Seed, extra: str = "") -> Server:
     """Seed 003's main.cf (less TLS, SASL and the content filter) with this test's database."""
     uid, gid = seed.user.pw_uid, seed.user.pw_gid
     server = make_server(
-        # alias_maps is set (the seed has no aliases) because the master's start
-        # check expands proxy_read_maps like a table list and refuses the
-        # default alias_maps' nis: entry that it reaches through
-        # $local_recipient_maps (Postfix never opens proxy_read_maps).
-        "alias_maps =\n"
         "mydestination = $myhostname, localhost\n"
         "mailbox_size_limit = 1048576000\nvirtual_mailbox_limit = 1050576000\n"
         "message_size_limit = 1048576000\nvirtual_alias_domains =\n"
@@ -251,7 +246,7 @@ def test_transport_table_error_discard_local_and_precedence(make_server: MakeSer
                                   ("drop2.test", "discard:")):
             seed.sql("INSERT INTO transport (domain, transport) VALUES (%s, %s)", domain, transport)
         server = seed_server(make_server, seed, "relay_domains = err.test drop.test loc.test x.sub.test drop2.test\n"
-                             f"mail_spool_directory = {spool}\nhome_mailbox =\n")
+                             f"mail_spool_directory = {spool}\nhome_mailbox =\nalias_maps =\n")
         for name, value in (("err.test", "error:no mail for err.test here"), ("joe@drop2.test", "error:joe has left"),
                             ("drop.test", "discard:")):
             looked = server.tool("postmap", "-q", name, f"mysql:{server.etc / 'mysql-virtual_transports.cf'}")
