@@ -276,6 +276,32 @@ class _LocalCommand:
             os.killpg(self.proc.pid, signum)
 
 
+class _PipeEnd:
+    """One pipe descriptor handed to ``connect_read_pipe``/``connect_write_pipe``, closed exactly once.
+
+    asyncio's own loop closes a pipe transport's descriptor by calling the
+    file object's ``close()``; uvloop (the workers' loop) has libuv close the
+    descriptor and then calls ``close()`` as well. Given a file object from
+    ``os.fdopen`` that second ``close()`` hits the descriptor number again:
+    harmless alone, but when another thread (a spawner request, a mail store
+    call) got the same number in between, its socket or file is closed under
+    it (``EBADF`` when starting a mail process, sessions cut mid-way). So
+    ``close()`` here closes only where the loop does not.
+    """
+
+    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop) -> None:
+        self._fd = fd
+        self._owned = isinstance(loop, asyncio.BaseEventLoop)  # else the loop (uvloop) closes it
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0 and self._owned:
+            os.close(fd)
+
+
 class _WriteProtocol(asyncio.streams.FlowControlMixin):
     """Flow control and a close waiter for the write end of a pipe."""
 
@@ -357,9 +383,8 @@ async def _spawned_command(target: Target, argv: list[str], env: dict[str, str],
         os.close(out_w)
     control.setblocking(False)
     reader = asyncio.StreamReader(limit=2**16, loop=loop)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop),
-                                 os.fdopen(out_r, "rb", buffering=0))
-    transport, protocol = await loop.connect_write_pipe(_WriteProtocol, os.fdopen(in_w, "wb", buffering=0))
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), _PipeEnd(out_r, loop))
+    transport, protocol = await loop.connect_write_pipe(_WriteProtocol, _PipeEnd(in_w, loop))
     writer = asyncio.StreamWriter(transport, protocol, None, loop)
     pid = answer.get("ok", {}).get("pid")
     return _SpawnedCommand(control, int(pid) if type(pid) is int else 0, writer, reader)
@@ -460,7 +485,7 @@ async def _relay_log(fd: int) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=2**16, loop=loop)
     transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop),
-                                                os.fdopen(fd, "rb", buffering=0))
+                                                _PipeEnd(fd, loop))
     try:
         while True:
             try:
