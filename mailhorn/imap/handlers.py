@@ -27,6 +27,7 @@ Errors
 from __future__ import annotations
 
 import asyncio
+import bisect
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -403,13 +404,20 @@ async def append_start(s: ImapSession, event: AppendStart) -> AppendJob | None:
     return job
 
 
+def _store_for(s: ImapSession, name: str, path: Path) -> Mailbox:
+    """The selected mailbox's store when ``path`` is it (it knows the uidlist), else a new one."""
+    view = s.state.selected
+    if view is not None and view.store.path == path:
+        return view.store
+    return Mailbox(_root(s), folders.validate_name(name))
+
+
 def _deliver_append(s: ImapSession, job: AppendJob) -> tuple[int, int]:
     job.spool.seek(0)
     delivered = deliver(job.path, job.spool, flags=job.letters, keywords=job.keywords,
                         quota_limits=_limits(s), internal_date=job.date)
-    box = Mailbox(_root(s), folders.validate_name(job.mailbox))
-    base = delivered.filename.split(":", 1)[0]
-    uid = next((m.uid for m in box.sync() if m.base == base), 0)
+    box = _store_for(s, job.mailbox, job.path)
+    (uid,) = box.assign_uids([delivered.filename])  # RFC 4315 APPENDUID, one uidlist record
     return box.uidvalidity, uid
 
 
@@ -431,10 +439,19 @@ async def append_end(s: ImapSession, job: AppendJob, event: AppendEnd) -> bytes:
 def _targets(view: SelectedMailbox, seqset: SeqSet, uid: bool) -> list[tuple[int, Entry]] | None:
     """(seq, entry) pairs of a set; None when a sequence number is out of range (BAD)."""
     if uid:
-        if not view.entries:
+        entries = view.entries
+        if not entries:
             return []
         largest = view.largest_uid()
-        return [(i + 1, e) for i, e in enumerate(view.entries) if seqset.contains(e.uid, largest)]
+        indexes: set[int] = set()
+        for lo, hi in seqset.ranges:  # entries are in UID order: find each range by bisection
+            a = largest if lo is None else lo
+            b = largest if hi is None else hi
+            if a > b:
+                a, b = b, a
+            start = bisect.bisect_left(entries, a, key=_uid_key)
+            indexes.update(range(start, bisect.bisect_right(entries, b, key=_uid_key)))
+        return [(i + 1, entries[i]) for i in sorted(indexes)]
     count = view.exists
     for lo, hi in seqset.ranges:
         for n in (lo, hi):
@@ -451,6 +468,10 @@ def _bad_set(tag: bytes, name: str) -> bytes:
 
 async def h_check(s: ImapSession, tag: bytes, cmd: Command, uid: bool) -> bytes:
     return _ok(tag, "Check completed.")
+
+
+def _uid_key(entry: Entry) -> int:
+    return entry.uid
 
 
 def _expunge(view: SelectedMailbox, uids: SeqSet | None) -> list[bytes]:
@@ -498,6 +519,7 @@ async def h_fetch(s: ImapSession, tag: bytes, cmd: Command, uid: bool) -> bytes:
     if targets is None:
         return _bad_set(tag, "UID FETCH" if uid else "FETCH")
     mark_seen = sets_seen(fetch.attrs) and not view.readonly
+    want_date = any(a.name == "INTERNALDATE" for a in fetch.attrs)
     issued = changed = False
     for seq, entry in targets:
         flags_changed = False
@@ -508,6 +530,8 @@ async def h_fetch(s: ImapSession, tag: bytes, cmd: Command, uid: bool) -> bytes:
                 flags_changed = changed = True
             loaded = (await asyncio.to_thread(load_message, view.store, entry.msg)
                       if needs_message(fetch.attrs, entry.msg) else None)
+            if want_date:
+                _ = entry.msg.internal_date  # the file's mtime, read once here: it may be gone
         except (NoSuchMessage, FileNotFoundError):
             issued = True
             continue
@@ -605,11 +629,9 @@ def _copy_messages(s: ImapSession, view: SelectedMailbox, entries: list[Entry], 
         delivered = deliver(path, view.store.read(msg), flags=msg.flags, keywords=msg.keywords,
                             quota_limits=_limits(s), internal_date=msg.internal_date)
         bases.append((entry.uid, delivered.filename.split(":", 1)[0]))
-    box = Mailbox(_root(s), folders.validate_name(name))
-    uid_of = {m.base: m.uid for m in box.sync()}
-    src = [u for u, b in bases if b in uid_of]
-    dst = [uid_of[b] for u, b in bases if b in uid_of]
-    return box.uidvalidity, src, dst
+    box = _store_for(s, name, path)
+    dst = box.assign_uids([b for _, b in bases])  # RFC 4315 COPYUID, records appended once
+    return box.uidvalidity, [u for u, _ in bases], dst
 
 
 async def h_copy(s: ImapSession, tag: bytes, cmd: Command, uid: bool) -> bytes:
@@ -660,11 +682,11 @@ def _search(view: SelectedMailbox, search: Search) -> list[int]:
             flags = frozenset(f for f in flags_of(entry.msg) if f.startswith("\\"))
             if entry.recent:
                 flags |= {"\\Recent"}
-            cand = Candidate(seq, entry.uid, flags, frozenset(entry.msg.keywords),
-                             entry.msg.internal_date, 0, loader(entry.msg))  # type: ignore[arg-type]
-            cand.size = (entry.msg.vsize if entry.msg.vsize is not None
-                         else rfc822_size(entry.msg, load_message(view.store, entry.msg)))
             try:
+                cand = Candidate(seq, entry.uid, flags, frozenset(entry.msg.keywords),
+                                 entry.msg.internal_date, 0, loader(entry.msg))  # type: ignore[arg-type]
+                cand.size = (entry.msg.vsize if entry.msg.vsize is not None
+                             else rfc822_size(entry.msg, load_message(view.store, entry.msg)))
                 if matches(search.key, cand, ctx):
                     found.append(entry.uid if search.uid else seq)
             except (NoSuchMessage, FileNotFoundError):

@@ -40,10 +40,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass, replace
 from pathlib import Path
 
-from mailhorn.mailstore.maildir import Mailbox, Message, info_suffix, parse_name
+from mailhorn.mailstore.maildir import Mailbox, Message
 
 #: IMAP system flags in the order Dovecot lists them.
 SYSTEM_ORDER = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
@@ -100,14 +99,16 @@ def notify_path(path: Path) -> None:
         found.changed(None)
 
 
-@dataclass
 class Entry:
-    """One message of the session's view."""
+    """One message of the session's view: UID, message, \\Recent, and the flags last told to the client."""
 
-    uid: int
-    msg: Message
-    recent: bool
-    reported: tuple[str, ...]     # flags last told to the client (without \\Recent)
+    __slots__ = ("uid", "msg", "recent", "reported")
+
+    def __init__(self, uid: int, msg: Message, recent: bool, reported: tuple[str, ...]) -> None:
+        self.uid = uid
+        self.msg = msg
+        self.recent = recent
+        self.reported = reported     # without \\Recent
 
 
 class SelectedMailbox:
@@ -125,7 +126,8 @@ class SelectedMailbox:
         self.wake = asyncio.Event()
         self.notifier = notifier_for(store.path)
         self.notifier.views.add(self)
-        self._dir_stamp: tuple[float, ...] = ()
+        self._generation = -1        # the store's listing generation last compared
+        self._pending_expunge = False
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -154,31 +156,17 @@ class SelectedMailbox:
         """Move a ``new/`` file to ``cur/``; the session whose rename works has it as \\Recent."""
         if self.readonly or not msg.recent_dir:
             return msg, False
-        info = parse_name(msg.path.name)
-        target = self.store.path / "cur" / (info.base + info_suffix(info.flags, info.extra))
-        try:
-            os.rename(msg.path, target)
-        except FileNotFoundError:
+        moved = self.store.claim_recent(msg)
+        if moved is None:
             return msg, False
-        return replace(msg, path=target), True
+        return moved, True
 
     def _scan(self) -> list[Message]:
-        messages = self.store.sync()
-        self._dir_stamp = self._stamp()
-        return messages
-
-    def _stamp(self) -> tuple[float, ...]:
-        out = []
-        for sub in ("new", "cur"):
-            try:
-                out.append(os.stat(self.store.path / sub).st_mtime_ns)
-            except FileNotFoundError:
-                out.append(0)
-        return tuple(float(x) for x in out)
+        return self.store.sync()
 
     def looks_changed(self) -> bool:
-        """A cheap check (directory mtimes) whether a rescan may find something."""
-        return self.dirty or self._stamp() != self._dir_stamp
+        """A cheap check (a few ``stat()``) whether a rescan may find something."""
+        return self.dirty or self._pending_expunge or self.store.changed_on_disk()
 
     def _known_keywords(self, messages: list[Message]) -> bool:
         """Add keywords seen in ``messages``; True when the list grew."""
@@ -212,6 +200,7 @@ class SelectedMailbox:
             self.by_uid[msg.uid] = entry
         self._known_keywords(messages)
         self.dirty = False
+        self._generation = self.store.generation
         self.reported_recent = self.recent_count
         lines = self.flags_lines()
         lines.append(b"* %d EXISTS\r\n" % self.exists)
@@ -244,18 +233,20 @@ class SelectedMailbox:
         """Rescan and return the untagged updates (see the module text)."""
         messages = self._scan()
         self.dirty = False
+        if self.store.generation == self._generation and not self._pending_expunge:
+            return []  # the listing is the one compared last time
+        self._generation = self.store.generation
         current = {m.uid: m for m in messages}
         lines: list[bytes] = []
         gone = {e.uid for e in self.entries if e.uid not in current}
+        self._pending_expunge = bool(gone) and not allow_expunge
         if gone and allow_expunge:
             lines += self.remove(gone)
-        elif gone:
-            self.dirty = True  # report them at the next command that allows EXPUNGE
         if self._known_keywords(messages):
             lines = self.flags_lines() + lines
         for index, entry in enumerate(self.entries):
             msg = current.get(entry.uid)
-            if msg is None:
+            if msg is None or msg is entry.msg:
                 continue
             entry.msg = msg
             flags = flags_of(msg)

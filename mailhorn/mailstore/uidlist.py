@@ -47,18 +47,21 @@ UIDLIST = "dovecot-uidlist"
 UIDVALIDITY = "dovecot-uidvalidity"
 
 
-@dataclass
+@dataclass(slots=True)
 class UidRecord:
-    """One message: its UID, extension fields (raw text) and last known file name."""
+    """One message: its UID, extension fields (raw text) and last known file name.
+
+    ``base`` is the file name without the ``:2,`` info part: stable across
+    flag changes.
+    """
 
     uid: int
     filename: str
     ext: str = ""
+    base: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def base(self) -> str:
-        """The file name without the ``:2,`` info part: stable across flag changes."""
-        return self.filename.split(":", 1)[0]
+    def __post_init__(self) -> None:
+        self.base = self.filename.split(":", 1)[0]
 
     def line(self) -> str:
         middle = f" {self.ext}" if self.ext else ""
@@ -123,10 +126,15 @@ def parse(data: bytes) -> UidList:
     if uidlist.uidvalidity <= 0:
         raise CorruptFile("dovecot-uidlist: header has no UIDVALIDITY")
     seen: dict[int, UidRecord] = {}
+    ordered = True
+    last = 0
     for line in lines[1:]:
         uid_text, sep, rest = line.partition(" ")
-        if not sep or not uid_text.isdigit() or int(uid_text) == 0:
+        if not sep or not uid_text.isdigit():
             continue  # Dovecot drops broken lines too (and logs them)
+        uid = int(uid_text)
+        if uid == 0:
+            continue
         if version == "1":
             ext, filename = "", rest
         else:
@@ -135,8 +143,10 @@ def parse(data: bytes) -> UidList:
                 continue
             ext = ext.strip()
         if filename:
-            seen[int(uid_text)] = UidRecord(int(uid_text), filename, ext)
-    uidlist.records = [seen[uid] for uid in sorted(seen)]
+            seen[uid] = UidRecord(uid, filename, ext)
+            ordered = ordered and uid > last
+            last = uid
+    uidlist.records = list(seen.values()) if ordered else [seen[uid] for uid in sorted(seen)]
     return uidlist
 
 
