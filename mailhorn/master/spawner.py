@@ -62,6 +62,7 @@ Errors
 from __future__ import annotations
 
 import base64
+import gc
 import importlib
 import json
 import os
@@ -79,9 +80,10 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from mailhorn import log
-from mailhorn.config.load import Config, load
+from mailhorn.config.load import Config, load, main_cf_path
 from mailhorn.master import control
 from mailhorn.privsep import MAX_MESSAGE, Target
+from mailhorn.tables.registry import TABLE_TYPES
 
 #: The directory and the socket name under ``process_id_directory``.
 SPAWNER_DIRECTORY = "privsep"
@@ -379,7 +381,7 @@ def _session(conn: socket.socket, request: dict[str, Any], fds: list[int], polic
     target = Target.from_json(request.get("identity"))
     check_target(target, policy)
     maildir = _clean_path(str(state["maildir"]).rstrip("/") or "/", "maildir")
-    config = load(policy.config_dir, {**overrides, **SESSION_OVERRIDES})
+    config = _session_config(policy, {**overrides, **SESSION_OVERRIDES})
     module, _, function = SESSIONS[protocol].partition(":")
     entry: Callable[..., Any] = getattr(importlib.import_module(module), function)
     become(target)
@@ -445,18 +447,74 @@ def peer_uid(conn: socket.socket) -> int:
     return int(struct.unpack("3i", creds)[1])
 
 
+#: Modules a session process imports as it runs, loaded once in the spawner so that
+#: every forked child shares them instead of importing (and owning) its own copy.
+SESSION_PRELOAD = (
+    "concurrent.futures.thread",
+    "mailhorn.imap.handlers",
+    "mailhorn.imap.fetch",
+    "mailhorn.imap.listing",
+    "mailhorn.imap.search",
+    "mailhorn.imap.message",
+    "mailhorn.pop3.maildrop",
+    "mailhorn.pop3.session",
+    "mailhorn.auth.passdb",
+    "mailhorn.auth.userdb",
+    "mailhorn.auth.shadow",
+    "mailhorn.delivery.privs",
+)
+
+#: main.cf as the spawner last read it: (main.cf's inode, size, mtime) and the configuration.
+_base_config: tuple[tuple[int, int, int], Config] | None = None
+
+
+def _main_cf_stamp(policy: Policy) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(main_cf_path(policy.config_dir))
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _preload_config(policy: Policy) -> None:
+    """Read main.cf before forking (again only when it changed), for the session processes."""
+    global _base_config
+    stamp = _main_cf_stamp(policy)
+    if stamp is None or (_base_config is not None and _base_config[0] == stamp):
+        return
+    try:
+        _base_config = (stamp, load(policy.config_dir))
+    except Exception as exc:  # the child reads it itself and reports the error
+        log.warning(f"cannot read the configuration: {exc}")
+        _base_config = None
+
+
+def _session_config(policy: Policy, overrides: dict[str, str]) -> Config:
+    """The session's configuration: the one read before the fork when main.cf is unchanged."""
+    if _base_config is not None and _base_config[0] == _main_cf_stamp(policy):
+        return _base_config[1].with_overrides(overrides)
+    return load(policy.config_dir, overrides)
+
+
 def serve(sock: socket.socket, policy: Policy) -> int:
-    """Accept requests until SIGTERM; each connection is served by a forked child."""
+    """Accept requests until SIGTERM; each connection is served by a forked child.
+
+    Before forking, the session modules are imported, main.cf is read and
+    the objects are frozen out of the collector (``gc.freeze()``), so the
+    children share those pages with the spawner instead of copying them.
+    """
     from mailhorn.auth import passwords
 
     global _STAND_IN
     _STAND_IN = passwords.hash_password(secrets.token_hex(16), "CRYPT")
-    for name in SESSIONS.values():
+    for name in (*(entry.partition(":")[0] for entry in SESSIONS.values()), *SESSION_PRELOAD,
+                 *sorted({target.partition(":")[0] for target in TABLE_TYPES.values()})):
         try:
-            importlib.import_module(name.partition(":")[0])
+            importlib.import_module(name)
         except ImportError as exc:
             log.warning(f"cannot load {name}: {exc}")
-    importlib.import_module("mailhorn.delivery.privs")
+    _preload_config(policy)
+    gc.collect()
     stop_r, stop_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(stop_w)
     stopping = False
@@ -489,6 +547,8 @@ def serve(sock: socket.socket, policy: Policy) -> int:
                     log.warning(f"refused a connection from uid {peer_uid(conn)}: not mail_owner")
                     _refuse_stranger(conn)
                     continue
+                _preload_config(policy)
+                gc.freeze()
                 pid = os.fork()
                 if pid == 0:
                     selector.close()
