@@ -146,7 +146,7 @@ ACTIVE = "active"
 QMGR = "qmgr"
 #: Threads for the queue manager's own file work (moves, reads, marks, removals). Most
 #: of it waits on fsync, so more threads than cores let directory fsyncs be shared.
-QMGR_THREADS = 16
+QMGR_THREADS = 8
 _T = TypeVar("_T")
 _NOTIFY_NAMES = (("NEVER", DsnNotify.NEVER), ("SUCCESS", DsnNotify.SUCCESS),
                  ("FAILURE", DsnNotify.FAILURE), ("DELAY", DsnNotify.DELAY))
