@@ -70,10 +70,11 @@ def open_table(spec: str, config: Config, options: OpenOptions | None = None, ca
     kind, name = split_spec(spec)
     key = (f"{kind}:{name}", opts.fold_case)
     if cached and not opts.create:
-        with _lock:
-            table = _cache.get(key)
-            if table is not None:
-                return table
+        # A dict read is atomic: tables already opened (every lookup of a
+        # running server) are found without taking the lock.
+        table = _cache.get(key)
+        if table is not None:
+            return table
     table = factory_for(kind)(name, config, opts)
     if cached and not opts.create:
         with _lock:
