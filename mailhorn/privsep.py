@@ -59,6 +59,7 @@ import os
 import pwd
 import signal
 import socket
+from collections.abc import Callable
 import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -406,27 +407,61 @@ async def start_command(argv: list[str], *, env: dict[str, str], cwd: str, targe
         except Refused as exc:
             raise OSError(errno.EPERM, str(exc)) from exc
     kwargs: dict[str, Any] = {}
-    if target is not None and os.geteuid() == 0 and target.uid != 0:
-        kwargs = {"user": target.uid, "group": target.gid, "extra_groups": list(target.groups)}
+    switch = target is not None and os.geteuid() == 0 and target.uid != 0
+    if isinstance(asyncio.get_running_loop(), asyncio.BaseEventLoop):
+        if switch:
+            assert target is not None
+            kwargs = {"user": target.uid, "group": target.gid, "extra_groups": list(target.groups)}
+        kwargs["umask"] = umask
+    else:
+        # uvloop (the workers' loop) takes none of user=, group=, umask=: the
+        # umask is set by a shell that then execs the command with its
+        # arguments untouched ("$@"), and an identity switch, needed only when
+        # running as root without the spawner, happens in the child before exec.
+        if umask >= 0:
+            argv = ["/bin/sh", "-c", f'umask {umask:03o} && exec "$@"', "sh", *argv]
+        if switch:
+            assert target is not None
+            kwargs["preexec_fn"] = _switch_identity(target)
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-        start_new_session=True, umask=umask, close_fds=True, **kwargs)
+        start_new_session=True, close_fds=True, **kwargs)
     return _LocalCommand(proc)
+
+
+def _switch_identity(target: Target) -> Callable[[], None]:
+    """A child-side function that takes on ``target``'s groups, gid and uid."""
+
+    def switch() -> None:
+        os.setgroups(list(target.groups))
+        os.setgid(target.gid)
+        os.setuid(target.uid)
+
+    return switch
 
 
 # -- mail sessions ----------------------------------------------------------------------------
 
 def mail_target(info: UserInfo) -> Target:
-    """Whom a mail process of ``info`` runs as: its account's groups, or only its gid (virtual users)."""
+    """Whom a mail process of ``info`` runs as: its account's groups, or only its gid.
+
+    A virtual user's uid/gid come from ``virtual_uid_maps``/``virtual_gid_maps``
+    and may happen to match a system account with other groups (seed 003's
+    static:5000): such a user runs with only that uid and gid, as a virtual
+    delivery does.
+    """
     try:
         account = pwd.getpwuid(info.uid)
     except KeyError:
-        return Target("virtual", info.login, info.uid, info.gid, (info.gid,), "/")
-    try:
-        groups = tuple(sorted(set(os.getgrouplist(account.pw_name, info.gid))))
-    except OSError:
-        groups = (info.gid,)
-    return Target("local", account.pw_name, info.uid, info.gid, groups, "/")
+        account = None
+    if account is not None:
+        try:
+            groups = tuple(sorted(set(os.getgrouplist(account.pw_name, info.gid))))
+        except OSError:
+            groups = (info.gid,)
+        if account.pw_gid == info.gid or info.gid in groups:
+            return Target("local", account.pw_name, info.uid, info.gid, groups, "/")
+    return Target("virtual", info.login, info.uid, info.gid, (info.gid,), "/")
 
 
 def user_state(info: UserInfo) -> dict[str, Any]:
