@@ -19,8 +19,11 @@ Options (Postfix's sendmail(1)):
 ``-bm``           read mail from standard input (the default)
 ``-bp``           list the queue (mailq)
 ``-bi``, ``-I``   rebuild the alias databases (newaliases)
-``-bs``           SMTP on standard input/output: refused here, see below
-``-q``            process the queue: refused here, see below
+``-bs``           stand-alone SMTP session on standard input/output (:mod:`mailhorn.cli.sendmail_smtp`)
+``-q``            deliver the queued mail now: runs ``postqueue -f``
+``-qRsite``       the same for one site: ``postqueue -s site`` (only sites in ``fast_flush_domains``)
+``-qIqueueid``    the same for one message: ``postqueue -i queueid``
+``-qinterval``    (``-q1h``) accepted for compatibility and ignored: sendmail exits at once
 ``-oem -oep -oeq -o7 -o8 -oX...``  accepted and ignored, as Postfix does
 ``-v``            more logging; ``-n -m -c -x -G -U -h N -L tag -O opt -X file`` accepted and ignored
 ``--``            end of options
@@ -30,12 +33,18 @@ an initial ``From `` line (mbox envelope) is dropped, and unless ``-i`` the
 input ends at a line holding only ``.``. The message is streamed to the
 maildrop file; memory stays bounded by one line.
 
-``-bs`` and ``-q`` need the SMTP server and the queue manager running in
-this process; the command says so and exits with EX_UNAVAILABLE (69).
+``-q``, ``-qR`` and ``-qI`` work as Postfix's, by running postqueue (its
+messages and exit status, 69 when the mail system is down). As Postfix's
+sendmail, they refuse recipients (``flush queue mode requires no
+recipient``), ``-qR``/``-qI`` need delivery mode (``-qR can be used only in
+delivery mode``), ``-t`` needs delivery mode, ``-qR`` and ``-qI`` need their
+argument attached (``specify: -qRsitename``) and other ``-q`` letters are
+refused (``-qS is not implemented``); each such message is
+``sendmail: fatal: TEXT`` with exit status 75, Postfix's.
 
 Exit status (sysexits.h, as Postfix's sendmail): 0 success, 64 EX_USAGE bad
 options or no recipients, 75 EX_TEMPFAIL the submission could not be
-written, 69 EX_UNAVAILABLE for the refused modes.
+written or a fatal error (see above), 69 from postqueue for ``-q``.
 
 Parameters read: ``queue_directory``, ``enable_long_queue_ids``,
 ``alias_database`` (via newaliases).
@@ -72,6 +81,10 @@ class UsageError(Exception):
     """A bad command line (EX_USAGE)."""
 
 
+class FatalError(Exception):
+    """A command line Postfix's sendmail refuses with ``fatal:`` and status 75."""
+
+
 @dataclass
 class Options:
     """The parsed command line."""
@@ -86,7 +99,12 @@ class Options:
     envid: str | None = None
     config_dir: str | None = None
     verbose: int = 0
-    queue_run: str | None = None
+    flush_site: str | None = None
+    """``-qRsite``."""
+    flush_id: str | None = None
+    """``-qIqueueid``."""
+    queue_interval: str | None = None
+    """``-qinterval`` (ignored, as Postfix ignores it)."""
     recipients: list[str] = field(default_factory=list)
 
 
@@ -165,13 +183,34 @@ def _apply(opts: Options, flag: str, value: str) -> None:
         if value.startswith("i"):
             opts.dot_ends = False
     elif flag == "q":
-        opts.queue_run = value
+        _queue_option(opts, value)
     elif flag == "v":
         opts.verbose += 1
     elif flag in "BLOXehpnmcxGU78":
         pass
     else:
         raise UsageError(f"invalid option -- '{flag}'")
+
+
+def _queue_option(opts: Options, value: str) -> None:
+    """``-q``, ``-qRsite``, ``-qIqueueid``, ``-qinterval`` as Postfix's sendmail reads them.
+
+    A plain ``-q`` is a mode like ``-b``: the last one given wins.
+    """
+    if not value:
+        opts.mode = "q"
+    elif value[0] == "R":
+        if not value[1:]:
+            raise FatalError("specify: -qRsitename")
+        opts.flush_site = value[1:]
+    elif value[0] == "I":
+        if not value[1:]:
+            raise FatalError("specify: -qIqueueid")
+        opts.flush_id = value[1:]
+    elif value[0].isdigit():
+        opts.queue_interval = value
+    else:
+        raise FatalError(f"-q{value[0]} is not implemented")
 
 
 def _login() -> tuple[str, int, str]:
@@ -267,6 +306,34 @@ def submit(opts: Options, config: Config, stdin: BinaryIO) -> int:
     return 0
 
 
+#: The modes that submit a message (Postfix's "delivery mode").
+DELIVERY_MODES = frozenset("mdDa")
+
+
+def flush_queue(opts: Options) -> int | None:
+    """``-q``, ``-qR``, ``-qI``: run postqueue as Postfix's sendmail does; None for other modes."""
+    from mailhorn.cli import postqueue
+
+    config_args = ["-c", opts.config_dir] if opts.config_dir else []
+    if opts.flush_site is not None or opts.flush_id is not None:
+        which = "R" if opts.flush_site is not None else "I"
+        if opts.mode not in DELIVERY_MODES:
+            raise FatalError(f"-q{which} can be used only in delivery mode")
+        if opts.recipients:
+            raise FatalError(f"flush {'site' if which == 'R' else 'queue_id'} requires no recipient")
+        if opts.flush_site is not None:
+            return postqueue.run([*config_args, "-s", opts.flush_site])
+        assert opts.flush_id is not None
+        return postqueue.run([*config_args, "-i", opts.flush_id])
+    if opts.mode == "q":
+        if opts.recipients:
+            raise FatalError("flush queue mode requires no recipient")
+        if opts.extract:
+            raise FatalError("-t can be used only in delivery mode")
+        return postqueue.run([*config_args, "-f"])
+    return None
+
+
 def run(argv: list[str], program: str = "sendmail") -> int:
     """Entry point: ``sendmail ARGS`` (``mailq`` and ``newaliases`` by ``program``)."""
     log.setup(program, stderr=True)
@@ -275,10 +342,22 @@ def run(argv: list[str], program: str = "sendmail") -> int:
     except UsageError as exc:
         log.error(str(exc))
         return EX_USAGE
+    except FatalError as exc:
+        log.fatal(str(exc), EX_TEMPFAIL)
     if program == "mailq":
         opts.mode = "p"
     elif program == "newaliases":
         opts.mode = "i"
+    if opts.queue_interval is not None:
+        return 0
+    try:
+        flushed = flush_queue(opts)
+        if opts.extract and opts.mode not in DELIVERY_MODES:
+            raise FatalError("-t can be used only in delivery mode")
+    except FatalError as exc:
+        log.fatal(str(exc), EX_TEMPFAIL)
+    if flushed is not None:
+        return flushed
     if opts.mode == "i":
         from mailhorn.cli import newaliases
 
@@ -288,18 +367,17 @@ def run(argv: list[str], program: str = "sendmail") -> int:
     except (ConfigError, OSError) as exc:
         log.error(f"{exc}")
         return EX_TEMPFAIL
-    if opts.queue_run is not None:
-        log.error("-q: the queue manager does not run in this command; "
-                  "start the mail system with 'mailhorn start' to deliver queued mail")
-        return EX_UNAVAILABLE
     if opts.mode == "p":
         from mailhorn.cli.postqueue import show_queue
 
         return show_queue(config, as_json=False, out=sys.stdout)
     if opts.mode == "s":
-        log.error("-bs: a stand-alone SMTP session is not available; "
-                  "connect to the running SMTP server instead")
-        return EX_UNAVAILABLE
+        from mailhorn.cli.sendmail_smtp import run_standalone
+
+        try:
+            return run_standalone(config)
+        except ConfigError as exc:
+            log.fatal(str(exc), EX_TEMPFAIL)
     if opts.mode not in ("m", "d", "D", "a"):
         log.error(f"unsupported: -b{opts.mode}")
         return EX_USAGE

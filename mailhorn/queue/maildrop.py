@@ -47,9 +47,10 @@ class MaildropWriter:
 
     def __init__(self, queue_directory: str, *, long_ids: bool = False) -> None:
         self.directory = os.path.join(queue_directory, "maildrop")
-        self._long_ids = long_ids
         now = time.time_ns()
         self._arrival = (now // 1_000_000_000, (now // 1000) % 1_000_000)
+        self.arrival_time = now / 1e9
+        """When the submission began (seconds since the epoch)."""
         self._fd = -1
         self.temp_path = ""
         for attempt in range(100):
@@ -64,6 +65,14 @@ class MaildropWriter:
             break
         else:
             raise QueueWriteError("cannot create a unique maildrop file", disk_full=False)
+        # The name is known from the start (postdrop's mail_queue_enter), so a
+        # Received: header written into the file can carry it.
+        try:
+            inode = os.fstat(self._fd).st_ino
+        except OSError as exc:
+            self.abort()
+            raise self._error(exc, "create maildrop file") from exc
+        self.queue_id = make_queue_id(self._arrival[0], self._arrival[1], inode, long=long_ids)
         self._buffer = bytearray()
         self.qf = QueueFileWriter(self._emit, self._arrival)
 
@@ -102,6 +111,10 @@ class MaildropWriter:
         for rcpt in recipients:
             self.qf.recipient(rcpt, dsn_notify=notify)
 
+    def recipient(self, address: str, *, orcpt: str | None = None, notify: DsnNotify | None = None) -> None:
+        """One more recipient with its own DSN parameters (after :meth:`envelope`)."""
+        self.qf.recipient(address, dsn_orcpt=orcpt, dsn_notify=notify)
+
     def write(self, data: bytes) -> None:
         """Message content (LF line ends)."""
         self.qf.write_content(data)
@@ -114,8 +127,7 @@ class MaildropWriter:
         try:
             os.pwrite(self._fd, size_record, offset)
             os.fsync(self._fd)
-            inode = os.fstat(self._fd).st_ino
-            name = make_queue_id(self._arrival[0], self._arrival[1], inode, long=self._long_ids)
+            name = self.queue_id
             final = os.path.join(self.directory, name)
             os.rename(self.temp_path, final)
             self.temp_path = ""
