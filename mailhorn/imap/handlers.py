@@ -250,7 +250,7 @@ async def h_subscribe(s: ImapSession, tag: bytes, cmd: Command, uid: bool) -> by
 
 async def h_list(s: ImapSession, tag: bytes, cmd: Command, uid: bool) -> bytes:
     lst = cast(ListCmd, cmd)
-    lines = await asyncio.to_thread(listing.list_lines, _root(s), lst)
+    lines = await asyncio.to_thread(listing.list_lines, _root(s), lst, listing.special_use_table(s.config))
     for line in lines:
         s.write(line)
     return _ok(tag, "Lsub completed." if lst.lsub else "List completed.")

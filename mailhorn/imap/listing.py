@@ -8,8 +8,8 @@ What it does
     anything, ``%`` anything but the separator ``.``; the reference is put
     before the pattern. Attributes as Dovecot gives them: ``\\HasChildren``
     / ``\\HasNoChildren`` (CHILDREN, RFC 3348) always, the special-use
-    attribute (``\\Sent`` …, from the mail store's special-use names)
-    always, ``\\Noselect`` for a parent that exists only because of its
+    attribute (``\\Sent`` …, from ``mailbox_special_use``, see
+    :func:`special_use_table`) always, ``\\Noselect`` for a parent that exists only because of its
     children (Maildir++ ``.a.b`` without ``.a``), ``\\Subscribed`` when
     asked. ``LIST "" ""`` gives the separator.
 
@@ -25,17 +25,25 @@ What it does
     ``maildirsize``: one root, ``User quota`` (Dovecot's default name),
     STORAGE in kilobytes and MESSAGE counts.
 
+Parameters read
+    ``mailbox_special_use`` (:func:`special_use_table`).
+
 Errors
     The mail store's (:class:`InvalidFolderName`, :class:`NoSuchFolder`,
-    :class:`FolderExistsError`).
+    :class:`FolderExistsError`); :class:`ConfigError` for a bad
+    ``mailbox_special_use``.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
+from mailhorn.config.errors import ConfigError
+from mailhorn.config.load import Config
 from mailhorn.imap import quote
 from mailhorn.imap.parse import ListCmd, Status
 from mailhorn.mailstore import folders
@@ -88,8 +96,22 @@ def _tree(root: Path) -> tuple[list[str], set[str]]:
     return names, implied
 
 
-def list_lines(root: Path, cmd: ListCmd) -> list[bytes]:
-    """The untagged lines of LIST or LSUB."""
+@functools.lru_cache(maxsize=16)
+def _special_use(value: str) -> Mapping[str, str]:
+    return folders.parse_special_use(value)
+
+
+def special_use_table(config: Config) -> Mapping[str, str]:
+    """The special-use names of ``mailbox_special_use`` (parsed once per value)."""
+    try:
+        return _special_use(config.get("mailbox_special_use"))
+    except ValueError as exc:
+        file, line = config.where("mailbox_special_use")
+        raise ConfigError(str(exc), file=file, line=line, param="mailbox_special_use") from None
+
+
+def list_lines(root: Path, cmd: ListCmd, special_use: Mapping[str, str] | None = None) -> list[bytes]:
+    """The untagged lines of LIST or LSUB (``special_use``: name table, None: the default)."""
     kind = "LSUB" if cmd.lsub else "LIST"
     if not cmd.lsub and cmd.patterns == ("",):
         return [b'* LIST (\\Noselect) "." ""\r\n']
@@ -123,7 +145,7 @@ def list_lines(root: Path, cmd: ListCmd) -> list[bytes]:
             attrs.append("\\NonExistent" if name not in implied else "\\Noselect")
         if name in existing or name in implied:
             attrs.append("\\HasChildren" if name in children else "\\HasNoChildren")
-        use = folders.special_use(name)
+        use = folders.special_use(name, special_use)
         if want_special and use is None:
             continue
         if show_subscribed and name in subs:
@@ -215,5 +237,5 @@ def quota_lines(root: Path, limits: quotamod.QuotaLimits | None, mailbox: str | 
     return lines
 
 
-__all__ = ["QUOTA_ROOT", "list_lines", "quota_lines", "rename_mailbox", "status_line",
+__all__ = ["QUOTA_ROOT", "list_lines", "quota_lines", "rename_mailbox", "special_use_table", "status_line",
            "status_of_view"]

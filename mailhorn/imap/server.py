@@ -78,7 +78,7 @@ from mailhorn.auth.passdb import AuthResult, AuthStatus, Authenticator
 from mailhorn.auth.userdb import UserDB, UserdbError, UserInfo
 from mailhorn.config.load import Config
 from mailhorn.config.mastercf import Service
-from mailhorn.imap import handlers
+from mailhorn.imap import handlers, listing
 from mailhorn.imap.codec import (
     AppendData,
     AppendEnd,
@@ -120,6 +120,7 @@ class ImapService:
 
     @classmethod
     def build(cls, config: Config, service_name: str = "imap") -> ImapService:
+        listing.special_use_table(config)  # a bad mailbox_special_use stops the service at start
         return cls(config, ImapSettings.from_config(config), Authenticator(config), UserDB(config),
                    service_name)
 

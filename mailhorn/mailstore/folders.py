@@ -25,9 +25,15 @@ What it does
 
     Special-use attributes (RFC 6154) come from a name table; the default is
     the one Dovecot's stock configuration declares for its INBOX namespace.
+    :func:`parse_special_use` reads the table from the text of main.cf's
+    ``mailbox_special_use`` (one ``Name=\\Attribute`` element per mailbox,
+    Dovecot's ``mailbox Name { special_use = \\Attribute }`` blocks flattened
+    into one Postfix-style list; an element with spaces goes in braces:
+    ``{ Sent Messages = \\Sent }``, several attributes are separated by
+    spaces).
 
 Parameters read
-    None: callers pass the Maildir root.
+    None: callers pass the Maildir root and parameter values.
 
 Errors
     :class:`InvalidFolderName` (a ``ValueError``) names the rule a name broke.
@@ -37,9 +43,11 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from mailhorn.config.maincf import split_list, strip_braces
 from mailhorn.mailstore.errors import FolderExistsError, InvalidFolderName, NoSuchFolder
 
 #: Hierarchy separator of the Maildir++ layout.
@@ -253,9 +261,35 @@ def list_folders(root: str | os.PathLike[str]) -> list[str]:
     return result + sorted(names)
 
 
-def special_use(name: str, table: dict[str, str] | None = None) -> str | None:
+def special_use(name: str, table: Mapping[str, str] | None = None) -> str | None:
     """RFC 6154 attribute of a mailbox name (``\\Sent`` for ``Sent``), or None."""
     return (DEFAULT_SPECIAL_USE if table is None else table).get(name)
+
+
+#: An RFC 6154 attribute: a backslash and an atom (``\\Sent``, ``\\Archive``, ...).
+_USE_ATTRIBUTE = re.compile(r"\\[A-Za-z][A-Za-z0-9]*")
+
+
+def parse_special_use(value: str) -> dict[str, str]:
+    """The name table of a ``mailbox_special_use`` value (see the module doc).
+
+    Raises ``ValueError`` naming the element that is not ``Name=\\Attribute``
+    or whose name is not a valid mailbox name. A name given twice keeps its
+    last attributes, as a later Dovecot ``mailbox`` block does.
+    """
+    table: dict[str, str] = {}
+    for item in split_list(value):
+        element = strip_braces(item)
+        name, eq, attrs = element.rpartition("=")
+        words = attrs.split()
+        if not eq or not name.strip() or not words or not all(_USE_ATTRIBUTE.fullmatch(w) for w in words):
+            raise ValueError(f"bad special-use element {item!r}: expected Name=\\Attribute")
+        try:
+            mailbox = validate_name(name.strip())
+        except InvalidFolderName as exc:
+            raise ValueError(f"bad special-use element {item!r}: {exc}") from None
+        table[mailbox] = " ".join(words)
+    return table
 
 
 # --- subscriptions -------------------------------------------------------------------------

@@ -92,6 +92,14 @@ PARAMS: tuple[Param, ...] = (
         origin="mailhorn",
     ),
     Param(
+        "mailbox_special_use",
+        Kind.LIST,
+        "Drafts=\\Drafts, Junk=\\Junk, Trash=\\Trash, Sent=\\Sent, { Sent Messages = \\Sent }",
+        "RFC 6154 special-use attributes of mailboxes, Name=\\Attribute (braces around an element"
+        " with spaces), as Dovecot's mailbox { special_use } blocks; shown by IMAP LIST.",
+        origin="mailhorn",
+    ),
+    Param(
         "pop_before_smtp_timeout",
         Kind.TIME,
         "0",
