@@ -94,6 +94,7 @@ from mailhorn.imap.codec import (
 from mailhorn.imap.state import ImapSettings, Phase, SessionClosed, SessionState, allowed, refusal
 from mailhorn.mailstore.errors import MailstoreError
 from mailhorn.mailstore.folders import make_maildir
+from mailhorn.netserve import accept_loop
 from mailhorn.runtime import Runtime
 from mailhorn.smtpd.stream import Connection, accept_connection
 from mailhorn.tables.base import TableRetry
@@ -128,27 +129,7 @@ class ImapService:
 async def serve(listener: socket.socket, config: Config, runtime: Runtime, service: Service) -> None:
     """Accept IMAP clients on ``listener`` until cancelled (master.cf command ``imapd``)."""
     shared = ImapService.build(config, service.name)
-    loop = asyncio.get_running_loop()
-    listener.setblocking(False)
-    sessions: set[asyncio.Task[None]] = set()
-    try:
-        while True:
-            try:
-                conn_sock, peer = await loop.sock_accept(listener)
-            except OSError as exc:
-                log.warning(f"accept connection: {exc.strerror or exc}")
-                await asyncio.sleep(0.1)
-                continue
-            task = asyncio.create_task(_connection(shared, conn_sock, peer))
-            sessions.add(task)
-            task.add_done_callback(sessions.discard)
-    finally:
-        if sessions:
-            _done, pending = await asyncio.wait(set(sessions), timeout=SHUTDOWN_GRACE)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=SHUTDOWN_GRACE)
+    await accept_loop(listener, lambda sock, peer: _connection(shared, sock, peer), SHUTDOWN_GRACE)
 
 
 async def _connection(shared: ImapService, sock: socket.socket, peer: object) -> None:

@@ -97,6 +97,7 @@ from mailhorn.config.mastercf import Service
 from mailhorn.mailaccess import TlsSettings
 from mailhorn.mailstore.errors import LockTimeout, MailstoreError, NoSuchMessage
 from mailhorn.mailstore.maildir import CHUNK
+from mailhorn.netserve import accept_loop
 from mailhorn.pop3.codec import TERMINATOR, Command, LineTooLong, MessageEncoder, Pop3Decoder, err
 from mailhorn.pop3.maildrop import LOCK_REFRESH, OpenMaildrop, check_uidl_format, open_maildrop
 from mailhorn.pop3.session import (
@@ -183,27 +184,7 @@ async def serve(listener: socket.socket, config: Config, runtime: Runtime, servi
     """Accept POP3 clients on ``listener`` until cancelled."""
     settings = Pop3Settings.from_config(config)
     ctx = ServiceContext(settings, Authenticator(config), UserDB(config), runtime, service.name, lock_wait)
-    loop = asyncio.get_running_loop()
-    listener.setblocking(False)
-    sessions: set[asyncio.Task[None]] = set()
-    try:
-        while True:
-            try:
-                conn_sock, peer = await loop.sock_accept(listener)
-            except OSError as exc:
-                log.warning(f"accept connection: {exc.strerror or exc}")
-                await asyncio.sleep(0.1)
-                continue
-            task = asyncio.create_task(Pop3Connection(ctx, conn_sock, peer).run())
-            sessions.add(task)
-            task.add_done_callback(sessions.discard)
-    finally:
-        if sessions:
-            _done, pending = await asyncio.wait(set(sessions), timeout=SHUTDOWN_GRACE)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=SHUTDOWN_GRACE)
+    await accept_loop(listener, lambda sock, peer: Pop3Connection(ctx, sock, peer).run(), SHUTDOWN_GRACE)
 
 
 class _Close(Exception):

@@ -25,7 +25,6 @@ Errors: `ConfigError` for unusable parameters, before anything is accepted.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import socket
 from typing import cast
@@ -34,6 +33,7 @@ from mailhorn import log
 from mailhorn.config.load import Config
 from mailhorn.config.mastercf import Service
 from mailhorn.dns.resolver import Resolver
+from mailhorn.netserve import accept_loop
 from mailhorn.runtime import Runtime
 from mailhorn.smtpd.context import Checks, ServiceContext
 from mailhorn.smtpd.peer import PeerResolver
@@ -70,27 +70,7 @@ async def serve(listener: socket.socket, config: Config, runtime: Runtime, servi
     if resolver is None:
         resolver = dns
     ctx = ServiceContext.build(config, runtime, service.name, checks, resolver)
-    loop = asyncio.get_running_loop()
-    listener.setblocking(False)
-    sessions: set[asyncio.Task[None]] = set()
-    try:
-        while True:
-            try:
-                conn_sock, peer = await loop.sock_accept(listener)
-            except OSError as exc:
-                log.warning(f"accept connection: {exc.strerror or exc}")
-                await asyncio.sleep(0.1)
-                continue
-            task = asyncio.create_task(_session(ctx, conn_sock, peer))
-            sessions.add(task)
-            task.add_done_callback(sessions.discard)
-    finally:
-        if sessions:
-            _done, pending = await asyncio.wait(set(sessions), timeout=SHUTDOWN_GRACE)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=SHUTDOWN_GRACE)
+    await accept_loop(listener, lambda sock, peer: _session(ctx, sock, peer), SHUTDOWN_GRACE)
 
 
 async def _session(ctx: ServiceContext, sock: socket.socket, peer: object) -> None:
