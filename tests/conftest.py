@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The user guides the product must satisfy: ``shared/seeds`` beside the checkout.
+SEEDS = Path(os.environ.get("MAILHORN_SEEDS", str(ROOT.parent / "shared" / "seeds")))
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from mailhorn.config.load import Config
 from mailhorn.config.params import PARAMS
-from tests.conftest import require, run_mailhorn, run_postfix
+from tests.conftest import SEEDS, require, run_mailhorn, run_postfix
 
 pytestmark = pytest.mark.oracle
 
@@ -41,7 +41,6 @@ def test_invented_parameters_are_not_postfix_names(real_defaults: dict[str, str]
     assert [name for name in invented if name in real_defaults] == []
 
 
-SEEDS = Path(os.environ.get("MAILHORN_SEEDS", "/work/shared/seeds"))
 
 
 def parse_postconf(text: str) -> dict[str, str]:

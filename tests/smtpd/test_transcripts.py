@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SEEDS
 from tests.smtpd.server_harness import SmtpdServer
 from tests.smtpd.tlscerts import make_cert
 
 GOLDEN = Path(__file__).resolve().parent.parent / "transcripts"
-SEEDS = Path("/work/shared/seeds")
 HOSTS = re.compile(r"server\.home\.lan|mail\.fiap\.edu\.br|fiap\.edu\.br|mx\.example\.test")
 
 
