@@ -383,16 +383,27 @@ def _message_word(count: int) -> str:
 
 
 def _drop_privileges(root: str) -> None:
-    """Work as the queue's owner, refusing other users (Postfix: superuser only)."""
+    """Work as the owner of the queues, refusing other users (Postfix: superuser only).
+
+    A root master lays the queue out as Postfix does: root owns the top and
+    ``mail_owner`` the queue directories below. Root then works as the owner
+    of those (as Postfix's postsuper becomes ``mail_owner``), so that hash
+    directories it creates can be used by the workers. In a queue owned by
+    one user throughout (an unprivileged instance) that user is the owner.
+    """
     try:
         st = os.stat(root)
     except OSError as exc:
         log.fatal(f"chdir({root}): {exc.strerror}")
+    try:
+        queues = os.stat(os.path.join(root, "incoming"))
+    except OSError:
+        queues = st
     uid = os.getuid()
-    if uid == 0 and st.st_uid != 0:
+    if uid == 0 and queues.st_uid != 0:
         os.setgroups([])
-        os.setgid(st.st_gid)
-        os.setuid(st.st_uid)
+        os.setgid(queues.st_gid)
+        os.setuid(queues.st_uid)
     elif uid not in (0, st.st_uid):
         log.fatal("use of this command is reserved for the superuser")
 
