@@ -52,6 +52,7 @@ limit is exceeded. Never "not found" for a failure.
 
 from __future__ import annotations
 
+import abc
 import os
 import random
 import threading
@@ -578,7 +579,7 @@ class ConnectionPool(Generic[C]):
 Value = str | None
 
 
-class SqlTable:
+class SqlTable(abc.ABC):
     """The lookup logic common to the SQL engines.
 
     Subclasses provide :meth:`fetch`: run the query for ``key`` (expanding the
@@ -623,9 +624,9 @@ class SqlTable:
             return None
         return self._format(self.fetch(key), key)
 
+    @abc.abstractmethod
     def fetch(self, key: str) -> Iterable[Value]:
-        """Run the query for ``key`` (engine-specific)."""
-        raise NotImplementedError
+        """Run the query for ``key``: each engine (mysql, pgsql, sqlite) implements it."""
 
     def _format(self, values: Iterable[Value], key: str) -> str | None:
         parts: list[str] = []
