@@ -124,17 +124,27 @@ def _running(config: Config, reporter: _Reporter, *, quiet: bool = False) -> int
 # -- start --------------------------------------------------------------------
 
 
-def run_start(argv: list[str]) -> int:
-    """Start the master in the background; return once it listens."""
+def _may_start(argv: list[str]) -> tuple[str, Config, _Reporter] | None:
+    """The checks before a start (config readable, not running, no fatal
+    finding, as postfix-script does them); None after reporting a refusal."""
     directory, config, reporter = _setup(argv)
     if config is None:
-        return 1
+        return None
     if control.running_pid(config) is not None:
         reporter.say("fatal", "the mail system is already running")
-        return 1
+        return None
     if _fatal_findings(directory, reporter):
-        return 1
+        return None
     reporter.say("info", "starting the mail system")
+    return directory, config, reporter
+
+
+def run_start(argv: list[str]) -> int:
+    """Start the master in the background; return once it listens."""
+    ready_to_start = _may_start(argv)
+    if ready_to_start is None:
+        return 1
+    directory, config, reporter = ready_to_start
     read_fd, write_fd = os.pipe()
     child = os.fork()
     if child == 0:
@@ -192,15 +202,10 @@ def _log_fatal(text: str) -> None:
 
 def run_start_fg(argv: list[str]) -> int:
     """Run the master in the foreground (logs also on stderr) until it stops."""
-    directory, config, reporter = _setup(argv)
-    if config is None:
+    ready_to_start = _may_start(argv)
+    if ready_to_start is None:
         return 1
-    if control.running_pid(config) is not None:
-        reporter.say("fatal", "the mail system is already running")
-        return 1
-    if _fatal_findings(directory, reporter):
-        return 1
-    reporter.say("info", "starting the mail system")
+    directory, config, reporter = ready_to_start
     failed: list[str] = []
 
     def ready(error: str | None) -> None:

@@ -408,16 +408,18 @@ class Directory:
             self.conn.commit()
         return name
 
+    def _rows(self, select: str, address_column: str, domain: str | None) -> list[tuple[Any, ...]]:
+        """The rows of ``select``, only those whose address is in ``domain`` when given."""
+        with self._guard():
+            if domain is None:
+                return self._sql(select)
+            return self._sql(f"{select} WHERE {address_column} LIKE %s", "%@" + normalize_domain(domain))
+
     # -- users -------------------------------------------------------------------
 
     def users(self, domain: str | None = None) -> list[User]:
         """Every user (of ``domain``), sorted by address."""
-        with self._guard():
-            if domain is None:
-                rows = self._sql("SELECT email, password, quota FROM users")
-            else:
-                rows = self._sql("SELECT email, password, quota FROM users WHERE email LIKE %s",
-                                 "%@" + normalize_domain(domain))
+        rows = self._rows("SELECT email, password, quota FROM users", "email", domain)
         users = [User(str(e), str(p), None if q is None else int(q)) for e, p, q in rows]
         return sorted(users, key=lambda u: u.email)
 
@@ -497,12 +499,7 @@ class Directory:
 
     def forwardings(self, domain: str | None = None) -> list[Forwarding]:
         """Every forwarding (whose source is in ``domain``), sorted by source."""
-        with self._guard():
-            if domain is None:
-                rows = self._sql("SELECT source, destination FROM forwardings")
-            else:
-                rows = self._sql("SELECT source, destination FROM forwardings WHERE source LIKE %s",
-                                 "%@" + normalize_domain(domain))
+        rows = self._rows("SELECT source, destination FROM forwardings", "source", domain)
         return sorted((Forwarding(str(s), str(d)) for s, d in rows), key=lambda f: f.source)
 
     def add_forwarding(self, source: str, destinations: Sequence[str]) -> Forwarding:
