@@ -17,7 +17,8 @@ cd "$(dirname "$0")/.."
 
 PEERS=(postfix postfix-pcre postfix-mysql postfix-pgsql postfix-sqlite swaks
        dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd whois openssl bsd-mailx
-       postgrey msmtp isync offlineimap3 getmail6 fetchmail curl)
+       postgrey msmtp isync offlineimap3 getmail6 fetchmail curl
+       clamav-daemon clamsmtp)
 
 log() { printf '== %s\n' "$*"; }
 
