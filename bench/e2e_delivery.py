@@ -24,7 +24,7 @@ What it does:
    (polled every :data:`POLL` seconds); the run counts only when
    smtp-source succeeds, exactly M files arrive, every file holds the whole
    message, and the queue is empty afterwards. Between runs the delivered
-   files are removed.
+   files are moved aside (not deleted: see ``Server.set_aside``).
 3. During each run, every :data:`SAMPLE` seconds, the proportional set size
    (``Pss:`` of ``/proc/PID/smaps_rollup``) of all processes of each system
    is added up: for Postfix its master and all its children (smtpd,
@@ -45,8 +45,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -60,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from postfix_instance import (  # noqa: E402  (the bench directory is not a package)
     POSTFIX_DAEMONS_CF, SMTP_SOURCE, MailhornServer, PostfixServer, Server, free_port, mailhorn_main_cf,
-    postfix_main_cf, pss_kib, require_postfix, wait_listening,
+    bench_arguments, cpu_text, finish, postfix_main_cf, print_cpu_summary, pss_kib, require_postfix, wait_listening,
 )
 
 RECIPIENT = "rcpt@example.net"
@@ -191,7 +189,7 @@ def check_and_clear(server: Server, messages: int, size: int) -> None:
     if queued(server):
         raise SystemExit(f"{server.name}: {queued(server)} messages still queued")
     for entry in files:
-        os.unlink(entry.path)
+        server.set_aside(entry.path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -216,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
             server.base.mkdir()
             prepare(server)
             server.write_config()
-            server.control("start")
+            server.start()
             started.append(server)
             wait_listening(server.port)
         warm = max(sessions) * 4
@@ -230,18 +228,22 @@ def run(args: argparse.Namespace) -> int:
                     os.sync()
                     sampler = Sampler(servers)
                     sampler.start()
+                    user0, sys0 = server.cpu_usage()
                     try:
                         elapsed = deliver_run(server, count, args.messages, args.size)
                     finally:
                         sampler.stop.set()
                         sampler.join()
+                    user1, sys1 = server.cpu_usage()
+                    cpu = ((user1 - user0) * 1e3 / args.messages, (sys1 - sys0) * 1e3 / args.messages)
+                    server.cpu.setdefault(count, []).append(cpu)
                     check_and_clear(server, args.messages, args.size)
                     result = results[server.name]
                     result.times.setdefault(count, []).append(elapsed)
                     result.pss.setdefault(count, []).append(sampler.peak[server.name])
                     print(f"  {server.name:8} sessions={count:3} round={round_number + 1}: "
                           f"{args.messages / elapsed:8.1f} msgs/s, peak PSS "
-                          f"{sampler.peak[server.name] / 1024:6.1f} MiB", flush=True)
+                          f"{sampler.peak[server.name] / 1024:6.1f} MiB" + cpu_text(server, cpu), flush=True)
         print()
         print(f"smtp-source -s SESSIONS -m {args.messages} -l {args.size} -> virtual(8) Maildir; "
               f"median of {args.rounds} round(s); peak PSS of all processes; {os.cpu_count()} CPUs")
@@ -255,27 +257,14 @@ def run(args: argparse.Namespace) -> int:
             mh_pss = max(mh.pss[count]) / 1024
             print(f"{count:>8} {pf_rate:>15.1f} {mh_rate:>16.1f} {mh_rate / pf_rate:>6.2f}"
                   f" {pf_pss:>16.1f} {mh_pss:>17.1f} {mh_pss / pf_pss:>6.2f}")
+        print_cpu_summary(servers, sessions)
     finally:
-        for server in started:
-            server.control("stop")
-        if args.keep:
-            print(f"kept {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
+        finish(started, base, args.keep)
     return 0
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=2000, help="messages per run (default 2000)")
-    parser.add_argument("--sessions", default="10,50", help="comma-separated session counts (default 10,50)")
-    parser.add_argument("--size", type=int, default=4096, help="message payload bytes (default 4096)")
-    parser.add_argument("--rounds", type=int, default=2, help="runs per server and session count (default 2)")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="mailhorn master_worker_count (default: the server's default)")
-    parser.add_argument("--keep", action="store_true", help="keep the directory with both queues, logs and Maildirs")
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    return run(parser.parse_args())
+    return run(bench_arguments(__doc__, 2, "keep the directory with both queues, logs and Maildirs").parse_args())
 
 
 if __name__ == "__main__":

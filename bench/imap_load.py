@@ -56,6 +56,7 @@ something, and they move with whatever else runs.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import asyncio
 import json
@@ -410,7 +411,7 @@ class Layout:
     gid: int
 
 
-class Server:
+class Server(abc.ABC):
     """One IMAP server under the bench directory."""
 
     name = ""
@@ -438,14 +439,17 @@ class Server:
         (self.base / "passwd").write_text("\n".join(self.layout.passwd_lines) + "\n")
         os.chmod(self.base / "passwd", 0o644)
 
+    @abc.abstractmethod
     def start(self) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def stop(self) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def label(self, depth: int, uid: int, comm: str) -> str:
-        raise NotImplementedError
+        ...
 
 
 class MailhornServer(Server):

@@ -20,12 +20,17 @@ Needs
 
 from __future__ import annotations
 
+import abc
+import argparse
+import itertools
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,8 +144,89 @@ def pss_kib(pids: list[int]) -> int:
     return total
 
 
+_aside = itertools.count()
+
+#: cgroup v1's CPU accounting hierarchy, and the cgroup v2 root.
+_CPUACCT_V1 = Path("/sys/fs/cgroup/cpuacct")
+_CGROUP_V2 = Path("/sys/fs/cgroup")
+
+
+class CpuAccount:
+    """CPU time of everything a server started inside a cgroup of its own.
+
+    The bench process enters the cgroup, starts the server (its master and
+    every process it ever forks stay in the cgroup, however short-lived, as
+    Postfix's smtpd and cleanup are) and leaves again. cgroup v1's cpuacct
+    (``cpuacct.usage_user``/``usage_sys``, nanoseconds) or v2's ``cpu.stat``
+    (``user_usec``/``system_usec``); :attr:`available` is False where neither
+    can be used (not root, no cgroup file system), and the bench then prints
+    no CPU figures.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.path: Path | None = None
+        self.v1 = _CPUACCT_V1.is_dir()
+        base = _CPUACCT_V1 if self.v1 else _CGROUP_V2
+        if os.geteuid() != 0 or not (self.v1 or (base / "cgroup.controllers").exists()):
+            return
+        path = base / f"mailhorn-bench-{os.getpid()}-{name}"
+        try:
+            path.mkdir(exist_ok=True)
+        except OSError:
+            return
+        self.path = path
+
+    @property
+    def available(self) -> bool:
+        return self.path is not None
+
+    def run_inside(self, action: Callable[[], None]) -> None:
+        """Run ``action`` (which starts the server) from inside the cgroup."""
+        if self.path is None:
+            action()
+            return
+        home = _CPUACCT_V1 if self.v1 else self._own_cgroup()
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+        try:
+            action()
+        finally:
+            (home / "cgroup.procs").write_text(str(os.getpid()))
+
+    @staticmethod
+    def _own_cgroup() -> Path:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            if line.startswith("0::"):
+                return _CGROUP_V2 / line[3:].lstrip("/")
+        return _CGROUP_V2
+
+    def usage(self) -> tuple[float, float]:
+        """(user, system) CPU seconds used so far."""
+        if self.path is None:
+            return 0.0, 0.0
+        if self.v1:
+            user = int((self.path / "cpuacct.usage_user").read_text())
+            system = int((self.path / "cpuacct.usage_sys").read_text())
+            return user / 1e9, system / 1e9
+        stat = dict(line.split() for line in (self.path / "cpu.stat").read_text().splitlines())
+        return int(stat["user_usec"]) / 1e6, int(stat["system_usec"]) / 1e6
+
+    def remove(self, timeout: float = 10.0) -> None:
+        """Remove the cgroup once the stopped system's last process has left it."""
+        if self.path is None:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.path.rmdir()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    return  # a straggler is still inside: the empty cgroup stays behind
+                time.sleep(0.1)
+
+
 @dataclass
-class Server:
+class Server(abc.ABC):
     """One mail system under the bench directory."""
 
     name: str
@@ -149,6 +235,17 @@ class Server:
     main_cf: str
     master_cf: str
     times: dict[int, list[float]] = field(default_factory=dict)
+    #: CPU milliseconds per message of each run: (user, system), per session count.
+    cpu: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
+    account: CpuAccount | None = None
+
+    def start(self) -> None:
+        """Start the system inside a CPU-accounting cgroup of its own."""
+        self.account = CpuAccount(self.name)
+        self.account.run_inside(lambda: self.control("start"))
+
+    def cpu_usage(self) -> tuple[float, float]:
+        return self.account.usage() if self.account is not None else (0.0, 0.0)
 
     @property
     def etc(self) -> Path:
@@ -164,8 +261,9 @@ class Server:
         (self.etc / "master.cf").write_text(self.master_cf.format(port=self.port))
         backdate([self.etc / "main.cf", self.etc / "master.cf"])
 
+    @abc.abstractmethod
     def command(self, action: str) -> list[str]:
-        raise NotImplementedError
+        ...
 
     def control(self, action: str) -> None:
         env = {k: v for k, v in os.environ.items() if k != "MAIL_CONFIG"}
@@ -190,14 +288,79 @@ class Server:
         hold = self.queue / "hold"
         return [p for p in hold.rglob("*") if p.is_file()] if hold.exists() else []
 
+    def set_aside(self, path: Path | str) -> None:
+        """Move a file the bench is done with out of the way instead of deleting it.
+
+        On ext4 without a journal a freshly freed inode is skipped by the
+        inode allocator for up to five minutes (``recently_deleted()``), so
+        deleting thousands of files between runs makes every file creation
+        of the following runs scan past them, and whichever system ran next
+        paid for it. The files are renamed into ``set-aside/`` beside the
+        systems' directories (no inode is freed) and go with the bench
+        directory at the end.
+        """
+        aside = self.base.parent / "set-aside"
+        aside.mkdir(exist_ok=True)
+        os.rename(path, aside / str(next(_aside)))
+
     def clear(self) -> None:
-        """Remove every queued message (held or not)."""
+        """Take every queued message (held or not) out of the queue."""
         for path in self.held():
-            path.unlink()
+            self.set_aside(path)
         for queue in ("incoming", "active", "deferred"):
             for path in (self.queue / queue).rglob("*"):
                 if path.is_file():
-                    path.unlink()
+                    self.set_aside(path)
+
+
+def cpu_text(server: Server, cpu: tuple[float, float]) -> str:
+    """``, CPU u+s ms/msg`` for one run, when the system's CPU is accounted."""
+    if server.account is None or not server.account.available:
+        return ""
+    return f", CPU {cpu[0] + cpu[1]:.2f} ms/msg (user {cpu[0]:.2f}, system {cpu[1]:.2f})"
+
+
+def median_cpu(server: Server, count: int) -> str:
+    """The median run's CPU per message, ``TOTAL ms (user U, system S)``."""
+    runs = sorted(server.cpu[count], key=sum)
+    user, system = runs[len(runs) // 2]
+    return f"{user + system:.2f} ms (user {user:.2f}, system {system:.2f})"
+
+
+def print_cpu_summary(servers: list[Server], sessions: list[int]) -> None:
+    """The median run's CPU per message of each system and session count (when accounted)."""
+    if not all(server.account is not None and server.account.available for server in servers):
+        return
+    print("CPU per message (median of the rounds; all of each system's processes): "
+          + "; ".join(f"{count} sessions: " + ", ".join(
+              f"{server.name} {median_cpu(server, count)}" for server in servers) for count in sessions))
+
+
+def finish(started: list[Server], base: Path, keep: bool) -> None:
+    """Stop the systems, drop their cgroups, and remove the bench directory unless ``keep``."""
+    for server in started:
+        server.control("stop")
+        if server.account is not None:
+            server.account.remove()
+    if keep:
+        print(f"kept {base}")
+    else:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def bench_arguments(doc: str | None, rounds: int, keep_help: str) -> argparse.ArgumentParser:
+    """The options both side-by-side benches take (``rounds``: the default round count)."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=2000, help="messages per run (default 2000)")
+    parser.add_argument("--sessions", default="10,50", help="comma-separated session counts (default 10,50)")
+    parser.add_argument("--size", type=int, default=4096, help="message payload bytes (default 4096)")
+    parser.add_argument("--rounds", type=int, default=rounds,
+                        help=f"runs per server and session count (default {rounds})")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="mailhorn master_worker_count (default: the server's default)")
+    parser.add_argument("--keep", action="store_true", help=keep_help)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    return parser
 
 
 class PostfixServer(Server):

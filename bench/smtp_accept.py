@@ -25,7 +25,7 @@ What it does:
    each session count and each round runs Postfix's ``smtp-source -s S -m M
    -l SIZE`` against one and then the other (the order alternates between
    rounds), timing each run. Before each run the held messages of the
-   previous one are removed. A run counts only when smtp-source succeeds and
+   previous one are moved aside (not deleted: see ``Server.set_aside``). A run counts only when smtp-source succeeds and
    exactly M messages are in the queue afterwards.
 4. Prints messages per second (the median of the rounds) for each server and
    the ratio mailhorn / Postfix, then stops both and removes the directory
@@ -39,8 +39,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -51,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from postfix_instance import (  # noqa: E402  (the bench directory is not a package)
     POSTFIX_DAEMONS_CF, MailhornServer, PostfixServer, Server, free_port, mailhorn_main_cf,
-    postfix_main_cf, require_postfix, smtp_source, wait_listening,
+    bench_arguments, cpu_text, finish, postfix_main_cf, print_cpu_summary, require_postfix, smtp_source, wait_listening,
 )
 
 #: main.cf settings both servers get.
@@ -109,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         for server in servers:
             server.base.mkdir()
             server.write_config()
-            server.control("start")
+            server.start()
             started.append(server)
             wait_listening(server.port)
         for server in servers:
@@ -121,11 +119,15 @@ def run(args: argparse.Namespace) -> int:
                 order = servers if round_number % 2 == 0 else servers[::-1]
                 for server in order:
                     os.sync()
+                    user0, sys0 = server.cpu_usage()
                     elapsed = smtp_source(server.port, count, args.messages, args.size)
                     wait_held(server, args.messages)
+                    user1, sys1 = server.cpu_usage()
                     server.times.setdefault(count, []).append(elapsed)
+                    cpu = ((user1 - user0) * 1e3 / args.messages, (sys1 - sys0) * 1e3 / args.messages)
+                    server.cpu.setdefault(count, []).append(cpu)
                     print(f"  {server.name:8} sessions={count:3} round={round_number + 1}: "
-                          f"{args.messages / elapsed:8.1f} msgs/s", flush=True)
+                          f"{args.messages / elapsed:8.1f} msgs/s" + cpu_text(server, cpu), flush=True)
                     server.clear()
         print()
         print(f"smtp-source -s SESSIONS -m {args.messages} -l {args.size}; median of {args.rounds} round(s); "
@@ -135,27 +137,14 @@ def run(args: argparse.Namespace) -> int:
             pf = args.messages / statistics.median(postfix.times[count])
             mh = args.messages / statistics.median(mailhorn.times[count])
             print(f"{count:>8} {pf:>15.1f} {mh:>16.1f} {mh / pf:>17.2f}")
+        print_cpu_summary(servers, sessions)
     finally:
-        for server in started:
-            server.control("stop")
-        if args.keep:
-            print(f"kept {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
+        finish(started, base, args.keep)
     return 0
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=2000, help="messages per run (default 2000)")
-    parser.add_argument("--sessions", default="10,50", help="comma-separated session counts (default 10,50)")
-    parser.add_argument("--size", type=int, default=4096, help="message payload bytes (default 4096)")
-    parser.add_argument("--rounds", type=int, default=3, help="runs per server and session count (default 3)")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="mailhorn master_worker_count (default: the server's default)")
-    parser.add_argument("--keep", action="store_true", help="keep the directory with both queues and logs")
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    return run(parser.parse_args())
+    return run(bench_arguments(__doc__, 3, "keep the directory with both queues and logs").parse_args())
 
 
 if __name__ == "__main__":
