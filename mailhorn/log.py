@@ -59,6 +59,29 @@ class _State:
 
 
 _state = _State()
+#: This process's ID, kept current across fork(): every record names it.
+_pid = os.getpid()
+
+
+def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+#: The ``Mon DD HH:MM:SS`` stamp of the current second (made once a second, not per record).
+_stamp: tuple[int, str] = (0, "")
+
+
+def _timestamp() -> str:
+    global _stamp
+    now = int(time.time())
+    if _stamp[0] != now:
+        _stamp = (now, time.strftime("%b %e %H:%M:%S", time.localtime(now)))
+    return _stamp[1]
+
+
 _program: contextvars.ContextVar[str | None] = contextvars.ContextVar("mailhorn_log_program", default=None)
 
 
@@ -97,7 +120,7 @@ def setup(
 
 def tag(name: str | None = None) -> str:
     """``SYSLOG_NAME/PROGRAM[PID]``, the prefix of every record."""
-    return f"{_state.syslog_name}/{name or program()}[{os.getpid()}]"
+    return f"{_state.syslog_name}/{name or program()}[{_pid}]"
 
 
 def _emit(severity: str, text: str, name: str | None) -> None:
@@ -119,8 +142,7 @@ _REOPEN_CHECK = 1.0
 
 def _write_file(body: str, name: str) -> None:
     assert _state.maillog_file is not None
-    stamp = time.strftime("%b %e %H:%M:%S")
-    line = f"{stamp} {_state.hostname} {tag(name)}: {body}\n"
+    line = f"{_timestamp()} {_state.hostname} {tag(name)}: {body}\n"
     try:
         fd = _maillog_fd(_state.maillog_file)
         os.write(fd, line.encode("utf-8", "backslashreplace"))
@@ -166,7 +188,7 @@ def _write_syslog(severity: str, body: str, name: str) -> None:
     if not path or not os.path.exists(path):
         return
     priority = _state.facility * 8 + _SEVERITY[severity]
-    message = f"<{priority}>{time.strftime('%b %e %H:%M:%S')} {tag(name)}: {body}"
+    message = f"<{priority}>{_timestamp()} {tag(name)}: {body}"
     try:
         if _state.sock is None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

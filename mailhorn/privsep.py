@@ -11,6 +11,13 @@ What it does
       (:mod:`mailhorn.delivery.privs` speaks its protocol over a socketpair
       whose other end is passed with ``SCM_RIGHTS``;
       :func:`start_helper_sync`);
+    * ``spool``: append one message to a user's ``mail_spool_directory``
+      mailbox (:func:`start_spool_sync`).  The spawner, not the worker,
+      decides the path and the lock settings from its own configuration, and
+      a child of it that stays root (the spool is root's, as for Postfix's
+      local(8)) serves exactly one ``mbox`` operation of
+      :mod:`mailhorn.delivery.privs` on the passed socket: the worker sends
+      the content frames only and reads the usual answer line;
     * ``command``: run a command as a mail user with the worker's pipes as
       its standard input and output (:func:`start_command`); the request's
       connection stays open as the handle of the process: the worker sends
@@ -72,7 +79,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_MESSAGE", "CommandProcess", "MailProcess", "Refused", "SpawnError", "Target", "active", "disable",
-    "enable", "needed", "relay", "start_command", "start_helper_sync", "start_mail_process", "verify_password",
+    "enable", "needed", "relay", "start_command", "start_helper_sync", "start_mail_process", "start_spool_sync",
+    "verify_password",
 ]
 
 #: The largest request or answer, in octets.
@@ -220,18 +228,36 @@ async def verify_password(name: str, password: str | bytes) -> str:
 
 # -- delivery helpers -------------------------------------------------------------------------
 
-def start_helper_sync(target: Target) -> socket.socket:
-    """A connected stream socket to a new delivery helper running as ``target`` (blocking)."""
+def _with_channel_sync(request: dict[str, Any]) -> tuple[socket.socket, dict[str, Any]]:
+    """Send ``request`` with one end of a new socketpair; our end and the answer (blocking)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock, _answer = _request_sync({"op": "helper", "identity": target.to_json()}, [theirs.fileno()])
+        sock, answer = _request_sync(request, [theirs.fileno()])
     except BaseException:
         ours.close()
         raise
     finally:
         theirs.close()
     sock.close()
-    return ours
+    return ours, answer
+
+
+def start_helper_sync(target: Target) -> socket.socket:
+    """A connected stream socket to a new delivery helper running as ``target`` (blocking)."""
+    return _with_channel_sync({"op": "helper", "identity": target.to_json()})[0]
+
+
+def start_spool_sync(user: str, uid: int, gid: int, service: str) -> tuple[socket.socket, str]:
+    """A connected stream socket to a root child of the spawner that appends one
+    message to ``user``'s spool mailbox, and the mailbox's path (blocking).
+
+    ``uid``/``gid`` are what the worker found in the passwd database; the
+    spawner checks them against its own lookup.  ``service`` names the
+    local(8) service of master.cf whose ``-o`` settings apply.
+    """
+    ours, answer = _with_channel_sync({"op": "spool", "user": user, "uid": uid, "gid": gid, "service": service})
+    path = answer.get("ok", {}).get("path")
+    return ours, path if isinstance(path, str) else ""
 
 
 # -- commands ----------------------------------------------------------------------------------

@@ -431,14 +431,13 @@ class Resolver:
                 or (self.options.percent_hack and "%" in address)
                 or (self.options.swap_bangpath and "!" in address)
             ):
-                if "@" in address:
-                    pass
-                elif self.options.percent_hack and "%" in address:
-                    pct = address.rindex("%")
-                    address = f"{address[:pct]}@{address[pct + 1:]}"
-                else:
-                    bang = address.index("!")
-                    address = f"{address[bang + 1:]}@{address[:bang]}"
+                if "@" not in address:
+                    if self.options.percent_hack and "%" in address:
+                        pct = address.rindex("%")
+                        address = f"{address[:pct]}@{address[pct + 1:]}"
+                    else:
+                        bang = address.index("!")
+                        address = f"{address[bang + 1:]}@{address[:bang]}"
                 address = rewrite_address(address, self.context, self.options)
                 saved = None
                 continue

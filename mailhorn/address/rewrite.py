@@ -366,6 +366,8 @@ class Canonicalizer:
 
         self._masq_exceptions = string_list_from_config(config, "masquerade_exceptions")
         self._has_exceptions = bool(config.list("masquerade_exceptions"))
+        #: No canonical map and no masquerading: :meth:`canonicalize` changes nothing.
+        self.idle = not (self.sender or self.recipient or self.common or self.masq_domains)
 
     def map11(self, maps: AddressMaps, address: str) -> str:
         """One-to-one mapping with recursion (cleanup_map11_internal)."""

@@ -68,6 +68,11 @@ class Phase(enum.Enum):
     BODY = "body"
 
 
+#: The header_checks class of each header phase (primary, MIME part, nested message).
+_HEADER_CLASS = {Phase.PRIMARY_HEADERS: HeaderClass.PRIMARY, Phase.PART_HEADERS: HeaderClass.MULTIPART,
+                 Phase.NESTED_HEADERS: HeaderClass.NESTED}
+
+
 def _is_dsn(text: str) -> bool:
     parts = text.split(".")
     return (len(parts) == 3 and parts[0] in ("2", "4", "5")
@@ -256,16 +261,15 @@ class ContentState:
         name = header_name(text) or ""
         lower = name.lower()
         primary = self.phase is Phase.PRIMARY_HEADERS
-        klass = {Phase.PRIMARY_HEADERS: HeaderClass.PRIMARY, Phase.PART_HEADERS: HeaderClass.MULTIPART,
-                 Phase.NESTED_HEADERS: HeaderClass.NESTED}.get(self.phase, HeaderClass.PRIMARY)
         output: list[str] = [text]
         if self.filtering:
-            table = self.checks.for_header(name, klass)
+            table = self.checks.for_header(name, _HEADER_CLASS.get(self.phase, HeaderClass.PRIMARY))
             if table:
                 action = self._lookup(table, text)
                 if action is not None:
                     output = self._header_action(action, text)
-        self.mime.header(name, text[len(name):].lstrip(" \t")[1:])
+        value = text[len(name):].lstrip(" \t")[1:]
+        self.mime.header(name, value)
         if primary:
             if lower == "received":
                 self.hop_count += 1
@@ -276,7 +280,6 @@ class ContentState:
                     self.reply = TOO_MANY_HOPS
             if lower.startswith("resent-"):
                 self.resent = True
-            value = text[len(name):].lstrip(" \t")[1:]
             if lower in ("message-id", "resent-message-id") and output == [text]:
                 prefix = "resent-" if lower.startswith("resent-") else ""
                 log.info(f"{self.queue_id}: {prefix}message-id={value.strip()}", program="cleanup")

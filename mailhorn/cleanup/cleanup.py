@@ -343,9 +343,10 @@ class CleanupSession:
                   else self._svc.checks)
         self._maps = "no_address_mappings" not in options
         local = req.source is not Source.SMTPD
-        add_headers = local or settings.always_add or self._svc.local_clients.match(req.client)
+        local_client = local or self._svc.local_clients.match(req.client)
+        add_headers = local_client or settings.always_add
         mapping = self._svc.mapping
-        context = mapping.header_context(local or self._svc.local_clients.match(req.client))
+        context = mapping.header_context(local_client)
         maps = self._maps
 
         def header_map(text: str) -> str:

@@ -36,6 +36,8 @@ Errors: a table lookup failure raises :class:`~mailhorn.tables.base.TableRetry`
 
 from __future__ import annotations
 
+import re
+
 import enum
 from dataclasses import dataclass
 
@@ -133,25 +135,12 @@ def header_name(line: str) -> str | None:
     RFC 5322 §2.2: printable ASCII except colon, then a colon; like Postfix's
     is_header(), white space is allowed between name and colon.
     """
-    i = 0
-    n = len(line)
-    while i < n:
-        c = line[i]
-        if c == ":":
-            break
-        if c in " \t":
-            j = i
-            while j < n and line[j] in " \t":
-                j += 1
-            if j < n and line[j] == ":" and i > 0:
-                return line[:i]
-            return None
-        if not ("!" <= c <= "~"):
-            return None
-        i += 1
-    if i == 0 or i >= n:
-        return None
-    return line[:i]
+    match = _HEADER_NAME.match(line)
+    return match.group(1) if match is not None else None
+
+
+#: A header's field name: printable ASCII but colon, then optional blanks and the colon.
+_HEADER_NAME = re.compile(r"([!-9;-~]+)[ \t]*:")
 
 
 class ChecksTable:

@@ -46,6 +46,7 @@ failed table, ``4.6.0`` for an expansion or recursion limit) from
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from mailhorn.address.errors import AddressError
@@ -65,6 +66,18 @@ SENDER_HEADERS = frozenset({
 RECIPIENT_HEADERS = frozenset({
     "to", "cc", "bcc", "apparently-to", "resent-to", "resent-cc", "resent-bcc",
 })
+
+
+#: An addr-spec that rewriting leaves as it is: a dot-atom local part (RFC 5322
+#: §3.2.3) at a dot-atom domain with at least one dot (nothing to append, no
+#: source route, no quoting, no domain literal, no trailing dot).
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+
+
+#: What makes an address-list value more than one plain mailbox.
+_NOT_SIMPLE = re.compile(r'[(",:;\[\\]')
 
 
 @dataclass(frozen=True)
@@ -136,8 +149,13 @@ class AddressMapping:
         pieces: list[str] = []
         at = 0
         changed = False
+        # Without canonical maps or masquerading a plain, qualified address
+        # comes out of rewriting unchanged: skip parsing it (most headers).
+        unmapped = not maps or self.canonical.idle
         for span in address_spans(value):
             spec = value[span.start:span.end]
+            if unmapped and _PLAIN_ADDRESS.fullmatch(spec) is not None:
+                continue
             new = self._map_spec(spec, context, klass, maps)
             if new is None:
                 continue
@@ -175,6 +193,18 @@ def address_spans(value: str) -> list[Span]:
     (``name:``) is skipped. Quoted strings, comments and domain literals are
     stepped over whole, so ``"a, b" <x@y>`` is one mailbox.
     """
+    if _NOT_SIMPLE.search(value) is None:
+        # No comment, quoted string, group, list or domain literal: one
+        # mailbox, found without walking the value character by character.
+        lt = value.find("<")
+        if lt < 0:
+            first = len(value) - len(value.lstrip(" \t\r\n"))
+            last = len(value.rstrip(" \t\r\n"))
+            return [Span(first, last)] if first < last else []
+        if value.find("<", lt + 1) < 0:
+            gt = value.find(">", lt + 1)
+            end = gt if gt >= 0 else len(value)
+            return [Span(lt + 1, end)] if end > lt + 1 else []
     spans: list[Span] = []
     n = len(value)
     i = 0

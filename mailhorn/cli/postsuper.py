@@ -67,6 +67,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from mailhorn import log
+from mailhorn.durable import fsync_directory
 from mailhorn.config.errors import ConfigError
 from mailhorn.config.load import Config, load
 from mailhorn.queue.defer_log import LOG_QUEUES, remove_logs, rename_logs
@@ -156,13 +157,9 @@ class _Run:
         """Make the renames and unlinks durable: one fsync per changed directory."""
         for directory in sorted(self.dirty):
             try:
-                fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-            except OSError:
+                fsync_directory(directory)
+            except FileNotFoundError:
                 continue
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
         self.dirty.clear()
 
     # -- operations -------------------------------------------------------------

@@ -152,6 +152,10 @@ class Config:
         return ConfigError(f"{what}: {name} = {self.get(name)}", file=file, line=line, param=name)
 
     # -- derived views --------------------------------------------------
+    def values(self) -> builtins.list[str]:
+        """Every value set in main.cf or by an override, unexpanded."""
+        return [entry.value for entry in self.entries.values()] + builtins.list(self.overrides.values())
+
     def with_overrides(self, overrides: Mapping[str, str]) -> Config:
         """A copy with master.cf ``-o`` style overrides on top."""
         merged = dict(self.overrides)

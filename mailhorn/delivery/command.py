@@ -46,6 +46,7 @@ Errors
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -158,7 +159,9 @@ def outcome(command: str, status: int | None, signal_number: int | None, output:
     return CommandResult("5.3.0", f'Command died with status {status}: "{command}"{tail}')
 
 
-async def _feed(stdin: asyncio.StreamWriter, pieces: Iterator[bytes]) -> None:
+async def feed_stdin(stdin: asyncio.StreamWriter, pieces: Iterator[bytes]) -> None:
+    """Write the message to a command's input and close it; a command that stops
+    reading (EPIPE) is not an error: its exit status decides."""
     try:
         while True:
             piece = await asyncio.to_thread(next, pieces, None)
@@ -167,23 +170,20 @@ async def _feed(stdin: asyncio.StreamWriter, pieces: Iterator[bytes]) -> None:
             stdin.write(piece)
             await stdin.drain()
     except (BrokenPipeError, ConnectionResetError):
-        pass  # the command stopped reading: its exit status decides
+        pass
     finally:
-        try:
+        with contextlib.suppress(OSError, RuntimeError):
             stdin.close()
             await stdin.wait_closed()
-        except (BrokenPipeError, ConnectionResetError):
-            pass
 
 
-async def _collect(stdout: asyncio.StreamReader) -> bytes:
+async def collect_output(stdout: asyncio.StreamReader, limit: int) -> bytes:
+    """A command's output, read to its end and kept up to ``limit`` bytes."""
     kept = bytearray()
-    while True:
-        data = await stdout.read(65536)
-        if not data:
-            return bytes(kept)
-        if len(kept) < OUTPUT_LIMIT:
-            kept += data[:OUTPUT_LIMIT - len(kept)]
+    while chunk := await stdout.read(65536):
+        if len(kept) < limit:
+            kept += chunk[:limit - len(kept)]
+    return bytes(kept)
 
 
 async def run_command(command: str, *, identity: Identity, variables: Mapping[str, str],
@@ -203,8 +203,8 @@ async def run_command(command: str, *, identity: Identity, variables: Mapping[st
     assert proc.stdin is not None and proc.stdout is not None
     source = iter(pieces())
     timed_out = False
-    feeder = asyncio.ensure_future(_feed(proc.stdin, source))
-    reader = asyncio.ensure_future(_collect(proc.stdout))
+    feeder = asyncio.ensure_future(feed_stdin(proc.stdin, source))
+    reader = asyncio.ensure_future(collect_output(proc.stdout, OUTPUT_LIMIT))
     output = b""
     try:
         done = asyncio.gather(feeder, reader, proc.wait())

@@ -20,14 +20,24 @@ What it does
        that alias exists); ``/file``, ``/dir/`` (Maildir), ``|command`` and
        ``:include:`` are delivered here with the alias database owner's
        privileges or ``default_privs``.
-    5. No account: ``luser_relay`` (forwarded) or ``5.1.1 unknown user: "NAME"``.
+    5. An account whose home directory cannot be reached defers (``4.3.0
+       cannot access home directory HOME: REASON``) when
+       ``require_home_directory`` is yes.
     6. ``forward_path``: the first ``.forward`` file found is expanded as
        the user (``allow_mail_to_commands``/``_files`` name ``forward``).
-    7. The mailbox: ``mailbox_command_maps``/``mailbox_command`` (run with
+    7. ``mailbox_transport_maps``, then ``mailbox_transport``, with or without
+       an account: the recipient is passed to that master.cf transport
+       (:mod:`mailhorn.delivery.local_transport`), whose status is local's.
+    8. No account: ``fallback_transport_maps``, ``fallback_transport`` (passed
+       on the same way), ``luser_relay`` (forwarded), or ``5.1.1 unknown
+       user: "NAME"``.
+    9. The mailbox: ``mailbox_command_maps``/``mailbox_command`` (run with
        the environment of :mod:`mailhorn.delivery.command`), else
        ``home_mailbox`` (trailing ``/``: Maildir, else an mbox file in the home
        directory), else ``mail_spool_directory/USER`` (mbox, fcntl+dotlock).
-       ``mailbox_size_limit`` caps the mailbox or message file.
+       ``mailbox_size_limit`` caps the mailbox or message file. After an mbox
+       mailbox delivery, ``biff`` (yes) notifies comsat
+       (:mod:`mailhorn.delivery.biff`).
 
     Running as root, everything that touches a user's files or runs a command
     does so as that user (:mod:`mailhorn.delivery.privs`); mail for root's own
@@ -41,9 +51,12 @@ What it does
     Postfix), else bounced if any part bounced, else delivered (``expanded``
     for aliases and .forward). Errors never escape :meth:`LocalAgent.deliver`.
 
-    ``make_agent(config, service, runtime=None)``: ``runtime`` supplies the
-    cleanup service through which expansions are re-submitted; without it
-    the agent builds its own cleanup on the configured queue directory.
+    ``make_agent(config, service, runtime=None, pool=None)``: ``runtime``
+    supplies the cleanup service through which expansions are re-submitted;
+    without it the agent builds its own cleanup on the configured queue
+    directory. ``pool`` is the queue manager's agent pool, through which
+    recipients are passed to other transports; without it the agent keeps
+    its own (closed by :meth:`LocalAgent.close`).
 
 Parameters read
     ``alias_maps``, ``local_recipient_maps``, ``luser_relay``,
@@ -58,7 +71,9 @@ Parameters read
     ``propagate_unmatched_extensions``, ``owner_request_special``,
     ``expand_owner_alias``, ``myorigin``, ``local_command_shell``,
     ``command_time_limit``, ``command_execution_directory``,
-    ``export_environment``.
+    ``export_environment``, ``require_home_directory``, ``biff``,
+    ``mailbox_transport_maps``, ``mailbox_transport``,
+    ``fallback_transport_maps``, ``fallback_transport``.
 """
 
 from __future__ import annotations
@@ -76,8 +91,7 @@ from mailhorn.address.quote import split_internal
 from mailhorn.cleanup.request import CleanupRequest, Outcome, RecipientRequest, Source
 from mailhorn.config.errors import ConfigError
 from mailhorn.config.load import Config
-from mailhorn.config.maincf import Expander, MacroError
-from mailhorn.delivery import headers
+from mailhorn.delivery import biff, headers
 from mailhorn.delivery.command import CommandSettings, run_command
 from mailhorn.delivery.local_aliases import (
     AliasMaps,
@@ -88,16 +102,20 @@ from mailhorn.delivery.local_aliases import (
     qualify,
     read_list_file,
 )
+from mailhorn.delivery.local_expand import expand_text, filtered, split_raw
+from mailhorn.delivery.local_transport import Handoff
 from mailhorn.delivery.mbox import MboxFileError, MboxLockError
 from mailhorn.delivery.privs import (
     HelperError,
     Identity,
+    append_spool,
     default_privs_identity,
     lookup_user,
     run_as,
 )
 from mailhorn.delivery.request import Action, DeliveryRecipient, DeliveryRequest, RecipientStatus
 from mailhorn.mailstore.errors import DiskFull, LockTimeout, QuotaExceeded
+from mailhorn.queue.agents import AgentPool
 from mailhorn.runtime import CleanupService, Runtime
 from mailhorn.tables.base import Table, TableConfigError, TableRetry
 from mailhorn.tables.registry import open_table, split_spec
@@ -168,33 +186,6 @@ def combine(rcpt: DeliveryRecipient, parts: Sequence[Part], relay: str, expanded
     return RecipientStatus(rcpt, action, "2.0.0", ", ".join(texts), relay=relay)
 
 
-def filtered(value: str, allowed: str) -> str:
-    """A value with characters outside an expansion filter replaced by ``_``."""
-    return "".join(ch if ch in allowed else "_" for ch in value)
-
-
-def expand_text(text: str, variables: dict[str, str], config: Config) -> str | None:
-    """``$name`` expansion with run-time variables; None when one of them is undefined."""
-    undefined: list[str] = []
-
-    def lookup(name: str) -> str | None:
-        if name in variables:
-            return variables[name]
-        if name in _RUNTIME_NAMES:
-            return None
-        return config.raw(name)
-
-    try:
-        value = Expander(lookup, undefined.append).expand(text)
-    except MacroError as exc:
-        raise ConfigError(exc.message) from exc
-    return None if any(name in _RUNTIME_NAMES for name in undefined) else value
-
-
-_RUNTIME_NAMES = frozenset({"user", "extension", "domain", "home", "local", "mailbox", "recipient",
-                            "shell", "recipient_delimiter"})
-
-
 @dataclass
 class RecipientState:
     """What is known about one recipient while it is delivered."""
@@ -211,18 +202,26 @@ class RecipientState:
     forwards: dict[str, list[str]] = field(default_factory=dict)
     seen: set[tuple[str, str, int]] = field(default_factory=set)
     expanded: bool = False
+    passed: RecipientStatus | None = None
+    """The status another transport gave (mailbox_transport, fallback_transport)."""
 
 
 class LocalAgent:
     """The local delivery agent of one master.cf service."""
 
-    def __init__(self, config: Config, service: str, runtime: Runtime | None = None) -> None:
+    def __init__(self, config: Config, service: str, runtime: Runtime | None = None,
+                 pool: AgentPool | None = None) -> None:
         self.config = config
         self.service = service
         self.runtime = runtime
         self.aliases = AliasMaps(config)
         self._cleanup: CleanupService | None = runtime.cleanup if runtime is not None else None
         self._maps: dict[str, list[Table]] = {}
+        self.handoff = Handoff(config, service, self._find, runtime, pool)
+
+    async def close(self) -> None:
+        """Close the agents this one started for hand-offs (when it has no shared pool)."""
+        await self.handoff.close()
 
     # -- configuration helpers ---------------------------------------------------------
     def _tables(self, param: str) -> list[Table]:
@@ -287,7 +286,8 @@ class LocalAgent:
                 log.error(f"{request.queue_id}: local delivery to {rcpt.address} failed: "
                           f"{type(exc).__name__}: {exc}", program=self.service)
                 state.parts.append(failed("4.3.0", "local mail system error"))
-            statuses.append(combine(rcpt, state.parts, "local", state.expanded))
+            statuses.append(state.passed if state.passed is not None
+                            else combine(rcpt, state.parts, "local", state.expanded))
         return statuses
 
     def _state(self, rcpt: DeliveryRecipient) -> RecipientState:
@@ -357,19 +357,42 @@ class LocalAgent:
 
     async def _user(self, request: DeliveryRequest, st: RecipientState, *, use_forward: bool) -> None:
         account = lookup_user(st.user)
-        if account is None:
-            await self._unknown(request, st)
+        identity: Identity | None = None
+        if account is not None:
+            identity = account
+            if account.uid == 0:
+                privs = default_privs_identity(self.config)
+                identity = Identity(account.user, privs.uid, privs.gid, account.home, account.shell,
+                                    tuple(privs.groups()))
+            if self.config.bool("require_home_directory"):
+                problem = await asyncio.to_thread(self._home_problem, account.home)
+                if problem is not None:
+                    st.parts.append(failed("4.3.0", f"cannot access home directory {account.home}: {problem}"))
+                    return
+            if use_forward and await self._dot_forward(request, st, identity):
+                return
+        # mailbox_transport(_maps) serve every local name, with or without an account.
+        st.passed = await self.handoff.mailbox(request, st.rcpt, st.user)
+        if st.passed is not None:
             return
-        identity = account
-        if account.uid == 0:
-            privs = default_privs_identity(self.config)
-            identity = Identity(account.user, privs.uid, privs.gid, account.home, account.shell,
-                                tuple(privs.groups()))
-        if use_forward and await self._dot_forward(request, st, identity):
+        if identity is None:
+            await self._unknown(request, st)
             return
         await self._mailbox(request, st, identity)
 
+    @staticmethod
+    def _home_problem(home: str) -> str | None:
+        """Why ``home`` cannot be reached (require_home_directory), or None when it can."""
+        try:
+            os.stat(home)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        return None
+
     async def _unknown(self, request: DeliveryRequest, st: RecipientState) -> None:
+        st.passed = await self.handoff.fallback(request, st.rcpt, st.user)
+        if st.passed is not None:
+            return
         relay_raw = self.config.raw("luser_relay") or ""
         if relay_raw.strip():
             filt = self.config.get("command_expansion_filter")
@@ -385,7 +408,7 @@ class LocalAgent:
         filt = self.config.get("forward_expansion_filter")
         variables = {k: filtered(v, filt) for k, v in self._variables(st, identity).items()}
         raw = self.config.raw("forward_path") or ""
-        for element in self._split_raw(raw):
+        for element in split_raw(raw):
             path = expand_text(element, variables, self.config)
             if not path or not path.startswith("/"):
                 continue
@@ -403,27 +426,6 @@ class LocalAgent:
             await self._destinations(request, st, dests, 0)
             return True
         return False
-
-    @staticmethod
-    def _split_raw(raw: str) -> list[str]:
-        """A raw list value split on commas/white space outside ``${...}``."""
-        items: list[str] = []
-        current: list[str] = []
-        depth = 0
-        for ch in raw:
-            if ch in "{(":
-                depth += 1
-            elif ch in "})":
-                depth = max(depth - 1, 0)
-            if depth == 0 and (ch == "," or ch.isspace()):
-                if current:
-                    items.append("".join(current))
-                    current = []
-                continue
-            current.append(ch)
-        if current:
-            items.append("".join(current))
-        return items
 
     # -- destinations ----------------------------------------------------------------------
     async def _destinations(self, request: DeliveryRequest, st: RecipientState,
@@ -528,7 +530,8 @@ class LocalAgent:
         return ok("delivered to maildir")
 
     async def _mbox(self, request: DeliveryRequest, st: RecipientState, path: str,
-                    identity: Identity | None, *, owner: Identity, delivered: bool, what: str) -> Part:
+                    identity: Identity | None, *, owner: Identity, delivered: bool, what: str,
+                    spool: bool = False) -> Part:
         prepend = self._prepend(request, st, delivered=delivered)
         params: dict[str, object] = {"path": path, "size_limit": self.config.int("mailbox_size_limit"),
                                      **self._lock_params()}
@@ -536,14 +539,31 @@ class LocalAgent:
             params["owner"] = [owner.uid, owner.gid]
         if what == "mailbox" and self.config.bool("strict_mailbox_ownership"):
             params["require_owner"] = owner.uid
+        pieces = self._mbox_pieces(request, prepend)
         try:
-            await run_as(identity, "mbox", params, self._mbox_pieces(request, prepend))
+            if spool:
+                result = await append_spool(owner, self.service, params, pieces)
+                path = str(result.get("path") or path)
+            else:
+                result = await run_as(identity, "mbox", params, pieces)
         except Exception as exc:
             dsn, text = store_error(exc, "5.2.0")
             if what == "mailbox":
                 return failed(dsn, f"cannot update mailbox {path} for user {st.user}. {text}")
             return failed(dsn, f"cannot append message to file {path}: {text}")
-        return ok("delivered to mailbox" if what == "mailbox" else f"delivered to file: {path}")
+        if what != "mailbox":
+            return ok(f"delivered to file: {path}")
+        if self.config.bool("biff"):
+            await asyncio.to_thread(self._biff, st.user, path, int(result.get("size", 0)))
+        return ok("delivered to mailbox")
+
+    def _biff(self, user: str, path: str, written: int) -> None:
+        """comsat's notice: the message starts ``written`` bytes before the mailbox's end."""
+        try:
+            end = os.stat(path).st_size
+        except OSError:
+            return
+        biff.notify(user, max(end - written, 0), program=self.service)
 
     async def _file(self, request: DeliveryRequest, st: RecipientState, path: str, identity: Identity) -> Part:
         delivered = self._wants_delivered("file")
@@ -602,10 +622,11 @@ class LocalAgent:
         if spool.endswith("/"):
             st.parts.append(await self._maildir(request, st, path + "/", identity, delivered=True))
             return
-        # The spool is written by this process (root when privileged) and the new
-        # mailbox handed to the user, as local(8) does for a non-world-writable spool.
+        # The spool is written by root (this process, or the spawner under a root
+        # master) and the new mailbox handed to the user, as local(8) does for a
+        # non-world-writable spool.
         st.parts.append(await self._mbox(request, st, path, None, owner=identity, delivered=True,
-                                         what="mailbox"))
+                                         what="mailbox", spool=True))
 
     # -- forwarding through cleanup ---------------------------------------------------------
     async def _flush_forwards(self, request: DeliveryRequest, st: RecipientState) -> None:
@@ -656,7 +677,9 @@ class LocalAgent:
         return failed(reply.status or ("5.3.0" if reply.is_permanent else "4.3.0"), reply.text)
 
 
-def make_agent(config: Config, service: str, runtime: Runtime | None = None) -> LocalAgent:
-    """The local delivery agent; ``runtime`` provides the cleanup service for forwarding."""
-    return LocalAgent(config, service, runtime)
+def make_agent(config: Config, service: str, runtime: Runtime | None = None,
+               pool: AgentPool | None = None) -> LocalAgent:
+    """The local delivery agent; ``runtime`` provides the cleanup service for forwarding,
+    ``pool`` the other transports' agents for mailbox_transport and fallback_transport."""
+    return LocalAgent(config, service, runtime, pool)
 

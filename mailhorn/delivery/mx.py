@@ -8,7 +8,9 @@ the forms smtp(8) and lmtp(8) accept:
   ``[ipv6:2001:db8::1]``: no MX lookup, the host's own addresses;
 * ``inet:host``, ``inet:host:port``, ``inet:[host]:port``: as above (the
   LMTP client never looks up MX records; lmtp(8));
-* ``unix:/path`` (LMTP): a UNIX-domain socket.
+* ``unix:/path`` (LMTP): a UNIX-domain socket; a relative path
+  (``unix:private/dovecot-lmtp``, the usual Dovecot set-up) is taken
+  relative to ``queue_directory``, where Postfix's lmtp(8) runs.
 
 :func:`find_servers` turns a next hop into an ordered list of
 :class:`Server` addresses, as Postfix's smtp_addr.c does: MX records in
@@ -113,14 +115,17 @@ def service_port(text: str) -> int:
         raise ValueError(f"unknown service: {text}") from None
 
 
-def parse_nexthop(nexthop: str, default_port: int, *, lmtp: bool = False) -> Nexthop:
-    """Read a next-hop destination (see the module docstring)."""
+def parse_nexthop(nexthop: str, default_port: int, *, lmtp: bool = False, base: str = "") -> Nexthop:
+    """Read a next-hop destination (see the module docstring); ``base`` is the
+    directory a relative ``unix:`` socket path is taken from (queue_directory)."""
     text = nexthop.strip()
     given = text
     if text.startswith("unix:"):
         path = text[5:]
         if not path:
             raise ValueError(f"empty socket path: {nexthop}")
+        if not path.startswith("/") and base:
+            path = f"{base.rstrip('/')}/{path}"
         return Nexthop(path, 0, False, True, given)
     if lmtp and text.startswith("/"):
         return Nexthop(text, 0, False, True, given)

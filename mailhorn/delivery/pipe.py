@@ -84,6 +84,7 @@ from mailhorn import log, privsep
 from mailhorn.address.parse import split_extension
 from mailhorn.address.quote import quote_local
 from mailhorn.config.load import Config
+from mailhorn.delivery.command import collect_output, feed_stdin
 from mailhorn.delivery.error import dsn_prefix_length, split_dsn
 from mailhorn.delivery.request import Action, DeliveryRecipient, DeliveryRequest, RecipientStatus
 from mailhorn.tables.base import Table, TableConfigError, TableRetry
@@ -445,30 +446,6 @@ def command_outcome(command: str, status: int | None, signum: int | None, output
     return CommandOutcome(Action.BOUNCED, "5.3.0", f'Command died with status {status}: "{command}"{suffix}')
 
 
-async def _feed(stdin: asyncio.StreamWriter, pieces: Iterator[bytes]) -> None:
-    """Write the message; a command that stops reading (EPIPE) is not an error."""
-    try:
-        while True:
-            piece = await asyncio.to_thread(next, pieces, None)
-            if piece is None:
-                break
-            stdin.write(piece)
-            await stdin.drain()
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    finally:
-        with contextlib.suppress(OSError, RuntimeError):
-            stdin.close()
-
-
-async def _collect(stdout: asyncio.StreamReader) -> bytes:
-    kept = bytearray()
-    while chunk := await stdout.read(65536):
-        if len(kept) < OUTPUT_LIMIT:
-            kept += chunk[:OUTPUT_LIMIT - len(kept)]
-    return bytes(kept)
-
-
 @dataclass
 class PipeAgent:
     """The pipe delivery agent of one master.cf service."""
@@ -568,8 +545,8 @@ class PipeAgent:
             text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             return CommandOutcome(Action.DEFERRED, "4.3.0", f'Command failed: {text}: "{argv[0]}"')
         assert proc.stdin is not None and proc.stdout is not None
-        feeding = asyncio.create_task(_feed(proc.stdin, message_stream(request, attrs, sender)))
-        collecting = asyncio.create_task(_collect(proc.stdout))
+        feeding = asyncio.create_task(feed_stdin(proc.stdin, message_stream(request, attrs, sender)))
+        collecting = asyncio.create_task(collect_output(proc.stdout, OUTPUT_LIMIT))
         timed_out = False
         try:
             await asyncio.wait_for(proc.wait(), self._time_limit())

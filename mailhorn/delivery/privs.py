@@ -20,7 +20,19 @@ What it does
       (:mod:`mailhorn.privsep`) for a worker that runs as ``mail_owner``,
       which then speaks to the helper over a socketpair. Helpers are kept
       per identity and reused; one that stays idle for :data:`HELPER_IDLE`
-      seconds exits.
+      seconds exits. A spawned helper serves many deliveries at once: the
+      socketpair it was started with is its *control* socket, over which
+      the worker passes it one end of a new socketpair (``SCM_RIGHTS``) per
+      concurrent caller; each such *channel* is served by a thread of the
+      helper, one request at a time, so one process per identity does the
+      work that would otherwise take one process per concurrent delivery.
+
+    Mail to a ``mail_spool_directory`` mailbox is written by root, not by
+    the user (the spool is root's, as for Postfix's local(8)): in-process
+    when this process is root or unprivileged, and for a worker running as
+    ``mail_owner`` by a root child of the spawner that serves just that one
+    ``mbox`` operation, with the parameters the spawner worked out itself
+    (:func:`append_spool`, :func:`serve_one`).
 
     Protocol on the helper's stdin/stdout: one JSON line
     ``{"op": NAME, "params": {...}}``, then the content as frames
@@ -46,6 +58,7 @@ import json
 import os
 import pwd
 import select
+import socket
 import subprocess
 import sys
 import threading
@@ -57,7 +70,7 @@ from typing import IO, Any
 from mailhorn import privsep
 from mailhorn.config.load import Config
 from mailhorn.delivery import mbox
-from mailhorn.mailstore import maildir, quota
+from mailhorn.mailstore import maildir, quota, writer
 from mailhorn.mailstore.errors import DiskFull, LockTimeout, QuotaExceeded
 
 #: Seconds an idle helper waits for a request before it exits.
@@ -182,7 +195,7 @@ def maildir_operation(params: Params, source: Iterable[bytes]) -> Result:
     mode = str(params.get("quota", "none"))
     limit = params.get("limit")
     if mode == "maildirsize" and limit:
-        done = maildir.deliver(path, source, quota_limits=quota.QuotaLimits(int(limit)),
+        done = writer.deliver(path, source, quota_limits=quota.QuotaLimits(int(limit)),
                                enforce_quota=True, size_hint=size)
     elif mode == "scan" and limit:
         used, count = (quota.count_usage(quota.quota_root(path)) if params.get("extended")
@@ -190,9 +203,9 @@ def maildir_operation(params: Params, source: Iterable[bytes]) -> Result:
         if used + size > int(limit):
             raise QuotaExceeded(f"Quota exceeded: {used}+{size} bytes of {limit}", used_bytes=used,
                                 used_count=count, limit_bytes=int(limit), limit_count=None)
-        done = maildir.deliver(path, source, enforce_quota=False)
+        done = writer.deliver(path, source, enforce_quota=False)
     else:
-        done = maildir.deliver(path, source, size_hint=size)
+        done = writer.deliver(path, source, size_hint=size)
     return {"path": str(done.path), "size": done.size}
 
 
@@ -305,18 +318,71 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         if not line:
             return
         request = json.loads(line)
-        frames = _read_frames(stdin)
+        _perform(stdin, stdout, str(request["op"]), dict(request.get("params") or {}))
+
+
+def _perform(stdin: IO[bytes], stdout: IO[bytes], name: str, params: Params) -> None:
+    """Run one operation on the content frames that follow and write its answer line."""
+    frames = _read_frames(stdin)
+    try:
+        op = OPERATIONS[name]
+        answer: dict[str, Any] = {"ok": op(params, frames)}
+    except HelperError:
+        raise
+    except Exception as exc:  # every operation error goes back to the caller
+        answer = {"error": encode_error(exc)}
+    for _ in frames:  # the rest of the content, after an early error
+        pass
+    stdout.write(json.dumps(answer).encode() + b"\n")
+    stdout.flush()
+
+
+def serve_one(channel: socket.socket, name: str, params: Params) -> None:
+    """Serve exactly one operation whose parameters the server chose (the spawner's
+    ``spool`` child): the peer sends only the content frames and reads the answer.
+    Each read waits at most :data:`HELPER_IDLE` seconds."""
+    channel.settimeout(HELPER_IDLE)
+    with channel.makefile("rb") as reader, channel.makefile("wb") as writer:
+        _perform(reader, writer, name, params)
+
+
+def serve_mux(control: socket.socket) -> None:
+    """A spawned helper's loop: serve each channel passed over ``control`` in a thread.
+
+    Ends when ``control`` closes (the worker is gone or let the helper go), or
+    when no channel is open and nothing has come for :data:`HELPER_IDLE` seconds;
+    a delivery still running on a channel is finished first (an mbox append
+    cut short would leave half a message).
+    """
+    channels: list[threading.Thread] = []
+    while True:
+        channels = [t for t in channels if t.is_alive()]
+        ready, _, _ = select.select([control], [], [], HELPER_IDLE)
+        if not ready:
+            if channels:
+                continue
+            return
         try:
-            op = OPERATIONS[str(request["op"])]
-            answer: dict[str, Any] = {"ok": op(dict(request.get("params") or {}), frames)}
-        except HelperError:
-            raise
-        except Exception as exc:  # every operation error goes back to the caller
-            answer = {"error": encode_error(exc)}
-        for _ in frames:  # the rest of the content, after an early error
-            pass
-        stdout.write(json.dumps(answer).encode() + b"\n")
-        stdout.flush()
+            message, fds, _flags, _addr = socket.recv_fds(control, 16, 8)
+        except OSError:
+            message, fds = b"", []
+        if not message and not fds:
+            for thread in channels:
+                thread.join()
+            return
+        for fd in fds:
+            thread = threading.Thread(target=_serve_channel, args=(fd,))
+            thread.start()
+            channels.append(thread)
+
+
+def _serve_channel(fd: int) -> None:
+    """One channel of :func:`serve_mux`: requests one at a time until it closes."""
+    try:
+        with os.fdopen(fd, "rb") as reader, os.fdopen(os.dup(fd), "wb") as writer:
+            serve(reader, writer)
+    except (HelperError, OSError, ValueError):
+        pass  # the caller sees the channel close and defers that delivery
 
 
 def main(argv: list[str]) -> int:
@@ -373,25 +439,70 @@ class _Helper:
             self.proc.stdout.close()
 
 
-class _SpawnedHelper:
-    """A helper the spawner started for a worker running as ``mail_owner``."""
+class _Mux:
+    """The control socket of one spawned helper process (see :func:`serve_mux`)."""
 
     def __init__(self, identity: Identity) -> None:
         try:
-            self.sock = privsep.start_helper_sync(identity.target())
+            self.control = privsep.start_helper_sync(identity.target())
         except privsep.Refused as exc:
             raise OSError(errno.EPERM, f"delivery as {identity.user} refused: {exc}") from exc
         except privsep.SpawnError as exc:
             raise HelperError(str(exc)) from exc
+        self._lock = threading.Lock()
+
+    def alive(self) -> bool:
+        return _socket_open(self.control)
+
+    def channel(self) -> socket.socket:
+        """A new channel to the helper (one end of a socketpair; the helper has the other)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with self._lock:
+                socket.send_fds(self.control, [b"c"], [theirs.fileno()])
+        except OSError as exc:
+            ours.close()
+            raise HelperError("delivery helper exited") from exc
+        finally:
+            theirs.close()
+        return ours
+
+    def close(self) -> None:
+        self.control.close()
+
+
+def _socket_open(sock: socket.socket) -> bool:
+    """Whether the peer still listens: between requests a helper says nothing,
+    so a readable socket means it closed."""
+    try:
+        ready, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not ready
+
+
+_muxes: dict[tuple[int, int, tuple[int, ...]], _Mux] = {}
+_pool_lock = threading.Lock()
+
+
+class _SpawnedHelper:
+    """A channel to the helper the spawner started for a worker running as ``mail_owner``."""
+
+    def __init__(self, identity: Identity) -> None:
+        key = _key(identity)
+        with _pool_lock:
+            mux = _muxes.get(key)
+            if mux is not None and not mux.alive():
+                mux.close()
+                mux = None
+            if mux is None:
+                mux = _muxes[key] = _Mux(identity)
+        self.sock = mux.channel()
         self.stdin: IO[bytes] = self.sock.makefile("wb")
         self.stdout: IO[bytes] = self.sock.makefile("rb")
 
     def alive(self) -> bool:
-        try:
-            ready, _, _ = select.select([self.sock], [], [], 0)
-        except (OSError, ValueError):
-            return False
-        return not ready  # between requests a helper says nothing; readable means it closed
+        return _socket_open(self.sock)
 
     def call(self, op: str, params: Params, pieces: Iterable[bytes]) -> Result:
         return _call(self.stdin, self.stdout, op, params, pieces)
@@ -409,6 +520,14 @@ def _call(stdin: IO[bytes], stdout: IO[bytes], op: str, params: Params, pieces: 
     """One request to a helper and its answer."""
     try:
         stdin.write(json.dumps({"op": op, "params": params}).encode() + b"\n")
+    except (BrokenPipeError, ConnectionResetError) as exc:
+        raise HelperError("delivery helper exited") from exc
+    return _content_and_answer(stdin, stdout, pieces)
+
+
+def _content_and_answer(stdin: IO[bytes], stdout: IO[bytes], pieces: Iterable[bytes]) -> Result:
+    """Send the content frames of a request, then read its answer."""
+    try:
         for piece in pieces:
             if piece:
                 stdin.write(b"%d\n" % len(piece))
@@ -428,11 +547,14 @@ def _call(stdin: IO[bytes], stdout: IO[bytes], op: str, params: Params, pieces: 
 
 _AnyHelper = _Helper | _SpawnedHelper
 _idle: dict[tuple[int, int, tuple[int, ...]], list[_AnyHelper]] = {}
-_pool_lock = threading.Lock()
+
+
+def _key(identity: Identity) -> tuple[int, int, tuple[int, ...]]:
+    return (identity.uid, identity.gid, tuple(identity.groups()))
 
 
 def _take(identity: Identity) -> _AnyHelper:
-    key = (identity.uid, identity.gid, tuple(identity.groups()))
+    key = _key(identity)
     with _pool_lock:
         idle = _idle.get(key, [])
         while idle:
@@ -444,7 +566,7 @@ def _take(identity: Identity) -> _AnyHelper:
 
 
 def _give_back(identity: Identity, helper: _AnyHelper) -> None:
-    key = (identity.uid, identity.gid, tuple(identity.groups()))
+    key = _key(identity)
     with _pool_lock:
         idle = _idle.setdefault(key, [])
         if len(idle) < _IDLE_PER_IDENTITY:
@@ -458,8 +580,12 @@ def shutdown_helpers() -> None:
     with _pool_lock:
         helpers = [h for group in _idle.values() for h in group]
         _idle.clear()
+        muxes = list(_muxes.values())
+        _muxes.clear()
     for helper in helpers:
         helper.close()
+    for mux in muxes:
+        mux.close()
 
 
 def run_sync(identity: Identity | None, op: str, params: Params,
@@ -480,6 +606,32 @@ def run_sync(identity: Identity | None, op: str, params: Params,
         raise
     _give_back(identity, helper)
     return result
+
+
+def _spool_sync(owner: Identity, service: str, params: Params,
+                pieces: Callable[[], Iterable[bytes]]) -> Result:
+    if not privsep.active():
+        return {**run_sync(None, "mbox", params, pieces), "path": str(params["path"])}
+    try:
+        sock, path = privsep.start_spool_sync(owner.user, owner.uid, owner.gid, service)
+    except privsep.SpawnError as exc:  # a refusal too: mail waits rather than bounces
+        raise HelperError(f"mailbox delivery for {owner.user}: {exc}") from exc
+    with sock, sock.makefile("wb") as stdin, sock.makefile("rb") as stdout:
+        result = _content_and_answer(stdin, stdout, pieces())
+    return {**result, "path": path}
+
+
+async def append_spool(owner: Identity, service: str, params: Params,
+                       pieces: Callable[[], Iterable[bytes]]) -> Result:
+    """Append to ``owner``'s ``mail_spool_directory`` mailbox; ``size`` and ``path`` written.
+
+    In-process (``params`` as given, ``owner`` in them when we are root),
+    except under a root master (:func:`mailhorn.privsep.active`): the worker
+    may not write the spool, so the spawner does, with the path and the
+    locking of *its* configuration (and the ``-o`` settings of ``service``);
+    ``params`` are then not sent at all.
+    """
+    return await asyncio.to_thread(_spool_sync, owner, service, params, pieces)
 
 
 async def run_as(identity: Identity | None, op: str, params: Params,

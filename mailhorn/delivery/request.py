@@ -94,6 +94,10 @@ class RecipientStatus:
     remote_reply: str | None = None
     delays: tuple[float, float, float, float] | None = None
     """``delays=a/b/c/d`` parts the agent measured (c: connection setup, d: transmission)."""
+    program: str | None = None
+    """The agent that delivered, when not the request's own (local(8) passing a
+    recipient to ``mailbox_transport``): Postfix logs the status line under the
+    program that made the delivery (``postfix/lmtp``)."""
 
     @property
     def done(self) -> bool:

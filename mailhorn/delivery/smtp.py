@@ -135,6 +135,8 @@ class SmtpAgent:
             sasl_soft_bounce=self._bool("smtp_sasl_auth_soft_bounce"),
         )
         self.default_port = service_port(get("smtp_tcp_port").strip() or ("lmtp" if lmtp else "smtp"))
+        #: Relative ``unix:`` sockets (``lmtp:unix:private/dovecot-lmtp``) live here, as in Postfix.
+        self.queue_directory = config.get("queue_directory")
         self.lookup = LookupPolicy.from_params(get, config.list("inet_protocols"))
         self.session_limit = config.int(param_name("smtp_mx_session_limit", lmtp))
         self.fallback = [] if lmtp else split_list(get("smtp_fallback_relay"))
@@ -188,7 +190,7 @@ class SmtpAgent:
                                             outcome.remote_reply, timing.delays())
 
         try:
-            hop = parse_nexthop(request.nexthop, self.default_port, lmtp=self.lmtp)
+            hop = parse_nexthop(request.nexthop, self.default_port, lmtp=self.lmtp, base=self.queue_directory)
         except ValueError as exc:
             for p in pending:
                 finish(p, Outcome(Action.DEFERRED, "4.3.5", f"bad next-hop destination: {exc}"), "none")
@@ -196,7 +198,7 @@ class SmtpAgent:
         hops = [hop]
         for relay in self.fallback:
             try:
-                hops.append(parse_nexthop(relay, self.default_port, lmtp=self.lmtp))
+                hops.append(parse_nexthop(relay, self.default_port, lmtp=self.lmtp, base=self.queue_directory))
             except ValueError:
                 continue
         sessions = 0

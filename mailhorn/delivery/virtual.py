@@ -78,9 +78,10 @@ from mailhorn.tables.registry import open_table
 
 RELAY = "virtual"
 #: Requests one agent writes at once. Each write running as another uid
-#: holds a helper process (:mod:`mailhorn.delivery.privs` keeps four idle
-#: per identity), so more would start and stop helpers at every burst and
-#: add their memory, without more throughput: the writes wait on fsync.
+#: holds a channel to that identity's helper process
+#: (:mod:`mailhorn.delivery.privs`, which keeps four idle channels); the
+#: writes mostly wait on fsync, and more threads would mostly add contention
+#: for the interpreter lock.
 VIRTUAL_THREADS = 4
 
 

@@ -66,7 +66,8 @@ from mailhorn.imap.state import Phase, SessionClosed, allowed, refusal
 from mailhorn.mailstore import folders
 from mailhorn.mailstore.errors import InvalidFolderName, NoSuchMessage
 from mailhorn.mailstore.keywords import valid_keyword
-from mailhorn.mailstore.maildir import Mailbox, Message, deliver
+from mailhorn.mailstore.maildir import Mailbox, Message
+from mailhorn.mailstore.writer import deliver
 from mailhorn.mailstore.quota import QuotaLimits
 
 if TYPE_CHECKING:

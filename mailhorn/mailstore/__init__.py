@@ -34,7 +34,8 @@ from mailhorn.mailstore.folders import (
     validate_name,
     write_subscriptions,
 )
-from mailhorn.mailstore.maildir import Delivered, Mailbox, Message, deliver, open_mailbox
+from mailhorn.mailstore.maildir import Mailbox, Message, open_mailbox
+from mailhorn.mailstore.writer import Delivered, deliver
 from mailhorn.mailstore.quota import QuotaLimits, QuotaUsage
 
 __all__ = [

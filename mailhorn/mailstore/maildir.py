@@ -1,19 +1,8 @@
-"""Maildir messages as Dovecot lays them out: delivery, listing, flags, expunge.
+"""Maildir messages as Dovecot lays them out: file names, listing, flags, expunge.
 
 What it does
-    *Delivery* (:func:`deliver`) follows the Maildir protocol with Dovecot's
-    file names: the message is streamed in bounded chunks to
-    ``tmp/<time>.M<usec>P<pid>Q<n>.<host>``, fsynced, hard-linked into
-    ``new/`` (or ``cur/`` with ``:2,<flags>`` when flags or keywords are
-    given) as ``…,S=<size>,W=<vsize>`` and the directory fsynced; then the
-    ``tmp/`` name is removed. ``S=`` is the file size and ``W=`` the size with
-    CRLF line ends (RFC822.SIZE). A failure before the link removes the tmp
-    file and leaves nothing in ``new/``; a crash after the link leaves a
-    complete message and at worst a stale ``tmp/`` file (removed by
-    :func:`clean_tmp` after 36 hours, as Dovecot does). Maildir++ quota is
-    checked before writing (with the size hint) and again with the real size,
-    and ``maildirsize`` is updated after the link. ENOSPC/EDQUOT become
-    :class:`~mailhorn.mailstore.errors.DiskFull`.
+    *Delivery* is :mod:`mailhorn.mailstore.writer`, with the names made here
+    (:func:`unique_base`, :func:`info_suffix`).
 
     *Listing* (:meth:`Mailbox.sync`) reads ``new/`` then ``cur/`` under
     ``dovecot-uidlist.lock``, keeps the UIDs recorded in ``dovecot-uidlist``
@@ -48,7 +37,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, cast
 
 from mailhorn.mailstore import quota as quotamod
 from mailhorn.mailstore import uidlist as uidlistmod
@@ -73,7 +62,6 @@ _VSIZE_RE = re.compile(r",W=(\d+)")
 _ORDER_RE = re.compile(r"^(\d+)\.(?:M(\d+))?")
 
 
-@runtime_checkable
 class Readable(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
 
@@ -218,168 +206,11 @@ class Message:
                 f"flags={self.flags!r}, keywords={self.keywords!r})")
 
 
-@dataclass(frozen=True)
-class Delivered:
-    """Result of a delivery."""
-
-    path: Path
-    size: int
-    vsize: int
-
-    @property
-    def filename(self) -> str:
-        return self.path.name
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _disk_error(exc: OSError) -> Exception:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return DiskFull(f"mail store is full: {exc.strerror}")
-    return exc
-
-
-def _chunks(source: Readable | Iterable[bytes]) -> Iterator[bytes]:
-    if isinstance(source, Readable):
-        while True:
-            chunk = source.read(CHUNK)
-            if not chunk:
-                return
-            yield chunk
-    else:
-        for chunk in source:
-            if chunk:
-                yield bytes(chunk)
-
-
-def _write_tmp(fd: int, source: Readable | Iterable[bytes]) -> tuple[int, int]:
-    """Copy the message to ``fd``; return (size, size with CRLF line ends)."""
-    size = bare_lf = 0
-    prev_cr = False
-    for chunk in _chunks(source):
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(fd, view):]
-        size += len(chunk)
-        lf = chunk.count(b"\n")
-        crlf = chunk.count(b"\r\n") + (1 if prev_cr and chunk[:1] == b"\n" else 0)
-        bare_lf += lf - crlf
-        prev_cr = chunk[-1:] == b"\r"
-    return size, size + bare_lf
-
-
-def _check_flags(flags: str) -> str:
+def check_flags(flags: str) -> str:
     bad = set(flags) - set(SYSTEM_FLAGS)
     if bad:
         raise ValueError(f"invalid Maildir flag letters: {''.join(sorted(bad))}")
     return sort_flags(flags)
-
-
-def deliver(maildir: str | os.PathLike[str], source: Readable | Iterable[bytes], *,
-            flags: str = "", keywords: Iterable[str] = (),
-            quota_limits: quotamod.QuotaLimits | None = None, enforce_quota: bool = True,
-            size_hint: int | None = None, internal_date: float | None = None) -> Delivered:
-    """Deliver one message into a Maildir (created when missing); see the module text.
-
-    ``flags`` are Maildir letters (``S`` seen, …) and ``keywords`` IMAP keyword
-    names; with either the message goes straight to ``cur/``. ``internal_date``
-    sets the file's mtime (IMAP INTERNALDATE).
-    """
-    box = Path(maildir)
-    letters = _check_flags(flags)
-    keyword_list = list(dict.fromkeys(keywords))
-    for kw in keyword_list:
-        if not valid_keyword(kw):
-            raise ValueError(f"invalid keyword {kw!r}")
-    try:
-        if not is_maildir(box):
-            make_maildir(box, folder=box.name.startswith(".") and is_maildir(box.parent))
-        if enforce_quota:
-            quotamod.check(box, size_hint or 0, 1, quota_limits)
-    except OSError as exc:
-        raise _disk_error(exc) from exc
-
-    base = unique_base()
-    tmp_path = box / "tmp" / base
-    try:
-        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError as exc:
-        raise _disk_error(exc) from exc
-    linked = False
-    try:
-        try:
-            size, vsize = _write_tmp(fd, source)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if internal_date is not None:
-            os.utime(tmp_path, (internal_date, internal_date))
-        if enforce_quota:
-            quotamod.check(box, size, 1, quota_limits)
-        if keyword_list:
-            with DotLock(box / uidlistmod.UIDLIST):
-                kwmap = KeywordMap.read(box)
-                if kwmap.assign(keyword_list):
-                    kwmap.write(box)
-            letters = sort_flags(letters + "".join(kwmap.letter_of(k) or "" for k in keyword_list))
-        subdir = "cur" if letters else "new"
-        suffix = info_suffix(letters) if letters else ""
-        while True:
-            final = box / subdir / f"{base},S={size},W={vsize}{suffix}"
-            try:
-                os.link(tmp_path, final)
-                linked = True
-                break
-            except FileExistsError:
-                base = unique_base()  # never clobber: pick a new name (clock went back)
-            except OSError as exc:
-                if exc.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EMLINK):
-                    raise
-                os.rename(tmp_path, final)  # file systems without hard links
-                linked = True
-                break
-        _fsync_dir(box / subdir)
-    except BaseException as exc:
-        if not linked:
-            try:
-                os.unlink(tmp_path)
-            except FileNotFoundError:
-                pass
-        if isinstance(exc, OSError):
-            raise _disk_error(exc) from exc
-        raise
-    try:
-        os.unlink(tmp_path)
-    except FileNotFoundError:
-        pass
-    if enforce_quota:
-        quotamod.update(box, size, 1)
-    return Delivered(final, size, vsize)
-
-
-def clean_tmp(maildir: str | os.PathLike[str], max_age: float = TMP_MAX_AGE,
-              now: float | None = None) -> int:
-    """Remove ``tmp/`` files whose mtime and ctime are both older than ``max_age``; return how many.
-
-    Both times must be old so that a file still being written is never taken.
-    """
-    removed = 0
-    now = time.time() if now is None else now
-    for entry in os.scandir(Path(maildir) / "tmp"):
-        try:
-            st = entry.stat(follow_symlinks=False)
-            if entry.is_file(follow_symlinks=False) and now - max(st.st_mtime, st.st_ctime) > max_age:
-                os.unlink(entry.path)
-                removed += 1
-        except FileNotFoundError:
-            continue
-    return removed
 
 
 # --- a mailbox: listing, flags, expunge ----------------------------------------------------
@@ -727,8 +558,8 @@ class Mailbox:
     def set_flags(self, msg: Message, *, add: str = "", remove: str = "",
                   add_keywords: Iterable[str] = (), remove_keywords: Iterable[str] = ()) -> Message:
         """Change flags and keywords by renaming the file into ``cur/``; the UID stays."""
-        add = _check_flags(add)
-        remove = _check_flags(remove)
+        add = check_flags(add)
+        remove = check_flags(remove)
         add_kw = list(add_keywords)
         remove_kw = list(remove_keywords)
         for kw in add_kw:

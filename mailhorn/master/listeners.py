@@ -139,6 +139,26 @@ def endpoints(service: Service, config: Config) -> list[Endpoint]:
     return [Endpoint(family, address, port) for family, address in addresses]
 
 
+def bind_private_unix(path: str, kind: socket.SocketKind) -> socket.socket:
+    """A unix socket bound at ``path`` (a stale one removed first) whose file is
+    mode 0600 from the moment it exists: the umask is 0177 around the bind, so
+    no one else can connect in between. Not yet listening."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, kind)
+    old = os.umask(0o177)
+    try:
+        sock.bind(path)
+    except OSError:
+        sock.close()
+        raise
+    finally:
+        os.umask(old)
+    return sock
+
+
 def bind(endpoint: Endpoint, owner: tuple[int, int] | None = None) -> socket.socket:
     """A listening, non-blocking socket for ``endpoint``.
 

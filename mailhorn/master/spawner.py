@@ -15,6 +15,16 @@ What it does
     ``helper``
         become a mail user and serve :mod:`mailhorn.delivery.privs`
         requests (Maildir, mbox, reading ``.forward``) on the passed socket.
+    ``spool``
+        append one message to a user's ``mail_spool_directory`` mailbox
+        (mbox), as root, as Postfix's local(8) does: the spool (``/var/mail``,
+        ``root:mail`` 2775) is not the worker's to write.  The request names
+        only the user, the uid and gid the worker found, and the local(8)
+        service; the path, the locks, the size limit and the ownership rule
+        come from the spawner's own main.cf and that service's ``-o``
+        settings in master.cf (:func:`spool_parameters`).  The child then
+        serves exactly one ``mbox`` operation of :mod:`mailhorn.delivery.privs`
+        on the passed socket, creating the mailbox for the user, and exits.
     ``command``
         become a mail user and run a command (``|command`` aliases,
         ``mailbox_command``, pipe(8)) in a new session with the passed pipes
@@ -28,8 +38,9 @@ What it does
     Each accepted connection is served by a child forked for it, so a slow
     or hostile request never stalls the spawner and a password check runs
     in parallel with others.  The child reads one request, checks it,
-    answers, and (except for ``verify``) gives up root for good before it
-    does anything with a path, a file or a program the request names.
+    answers, and (except for ``verify`` and ``spool``) gives up root for
+    good before it does anything with a path, a file or a program the
+    request names; ``spool`` names no path.
 
 Security rules
     * The socket lives in ``process_id_directory/privsep/`` (mode 0710,
@@ -46,13 +57,21 @@ Security rules
       normalised (no ``.``, ``..``, NUL); they are only used after the
       switch, so the kernel applies the user's rights to them; a session's
       Maildir must not be a symbolic link and must belong to the user.
+    * ``spool``: the user name must be a passwd account whose uid and gid
+      are exactly those of the request (never 0), with neither ``/`` nor a
+      leading ``.``; the mailbox is opened without following a symbolic
+      link and must be a regular file with one link
+      (:func:`mailhorn.delivery.mbox.append`).
     * A session process gets a configuration without TLS (``ssl = no``) and
       without password tables, so no key and no database password is ever
       loaded into a process the mail user owns.
 
 Parameters read
     ``mail_owner`` (by the master), ``virtual_minimum_uid``,
-    ``process_id_directory``, ``queue_directory``.
+    ``process_id_directory``, ``queue_directory``; for ``spool``,
+    ``mail_spool_directory``, ``mailbox_delivery_lock``,
+    ``deliver_lock_attempts``, ``deliver_lock_delay``, ``stale_lock_time``,
+    ``mailbox_size_limit``, ``strict_mailbox_ownership``.
 
 Errors
     Requests are answered ``{"error": ...}``; the spawner itself only
@@ -75,15 +94,17 @@ import socket
 import stat
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from mailhorn import log
+from mailhorn.config.errors import ConfigError
 from mailhorn.config.load import Config, load, main_cf_path
 from mailhorn.master import control
 from mailhorn.privsep import MAX_MESSAGE, Target
-from mailhorn.tables.registry import TABLE_TYPES
+from mailhorn.master.listeners import bind_private_unix
+from mailhorn.tables.registry import TABLE_TYPES, table_modules
 
 #: The directory and the socket name under ``process_id_directory``.
 SPAWNER_DIRECTORY = "privsep"
@@ -137,16 +158,7 @@ def open_socket(config: Config, owner_uid: int, owner_gid: int) -> socket.socket
     os.chown(directory, 0, owner_gid)
     os.chmod(directory, 0o710)
     path = os.path.join(directory, SPAWNER_SOCKET)
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    old = os.umask(0o177)
-    try:
-        sock.bind(path)
-    finally:
-        os.umask(old)
+    sock = bind_private_unix(path, socket.SOCK_SEQPACKET)
     os.chown(path, owner_uid, owner_gid)
     os.chmod(path, 0o600)
     sock.listen(64)
@@ -274,8 +286,82 @@ def _helper(conn: socket.socket, request: dict[str, Any], fds: list[int], policy
     become(target)
     _send(conn, {"ok": {"pid": os.getpid()}})
     conn.close()
-    with os.fdopen(fd, "rb") as reader, os.fdopen(os.dup(fd), "wb") as writer:
-        privs.serve(reader, writer)
+    with socket.socket(fileno=fd) as control:
+        privs.serve_mux(control)
+
+
+def _local_overrides(policy: Policy, service: object) -> dict[str, str]:
+    """The ``-o`` settings of the local(8) service ``service`` in master.cf (none for another name)."""
+    from mailhorn.config.mastercf import master_cf_path, read_master_cf
+
+    if not isinstance(service, str):
+        raise Refusal("spool: bad service")
+    try:
+        entry = read_master_cf(master_cf_path(policy.config_dir)).find(service, "unix")
+    except (ConfigError, OSError) as exc:
+        raise Refusal(f"spool: cannot read master.cf: {exc}") from None
+    return dict(entry.overrides) if entry is not None and entry.command == "local" else {}
+
+
+def spool_parameters(request: dict[str, Any], config: Config, policy: Policy) -> dict[str, Any]:
+    """The ``mbox`` operation for a ``spool`` request, from ``config`` alone.
+
+    Raises :class:`Refusal` for a name that could leave the spool (``/``, a
+    leading ``.``), for an account that is not in the passwd database with
+    exactly the request's uid and gid (for root's own mailbox: those of
+    ``default_privs``, as Postfix's local(8) delivers it), for uid 0, and
+    for a Maildir spool (a trailing ``/``: the worker delivers that as the user).
+    """
+    name, uid, gid = request.get("user"), request.get("uid"), request.get("gid")
+    if not isinstance(name, str) or type(uid) is not int or type(gid) is not int:
+        raise Refusal("spool: user, uid and gid are required")
+    if not name or "/" in name or name.startswith(".") or "\0" in name:
+        raise Refusal(f"spool: not a mailbox name: {name!r}")
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise Refusal(f"spool: {name} is not in the passwd database") from None
+    owner = entry
+    if entry.pw_uid == 0:
+        # root's own mailbox belongs to default_privs, as Postfix's local(8)
+        # delivers it (postconf(5) default_privs: "delivery ... on behalf of root").
+        try:
+            owner = pwd.getpwnam(config.get("default_privs"))
+        except KeyError:
+            raise Refusal("spool: default_privs is not in the passwd database") from None
+    if (owner.pw_uid, owner.pw_gid) != (uid, gid):
+        raise Refusal(f"spool: {name}'s mailbox is not for uid {uid} gid {gid}")
+    check_target(Target("local", owner.pw_name, uid, gid, (gid,), "/"), policy)
+    spool = config.get("mail_spool_directory")
+    if not spool or spool.endswith("/"):
+        raise Refusal(f"spool: mail_spool_directory {spool!r} is not an mbox spool")
+    _clean_path(spool, "mail_spool_directory")
+    params: dict[str, Any] = {
+        "path": os.path.join(spool, name), "size_limit": config.int("mailbox_size_limit"),
+        "locks": [kind.lower() for kind in config.list("mailbox_delivery_lock")],
+        "attempts": config.int("deliver_lock_attempts"), "delay": float(config.time("deliver_lock_delay")),
+        "stale": float(config.time("stale_lock_time")), "owner": [uid, gid]}
+    if config.bool("strict_mailbox_ownership"):
+        params["require_owner"] = uid
+    return params
+
+
+def _spool(conn: socket.socket, request: dict[str, Any], fds: list[int], policy: Policy) -> None:
+    from mailhorn.delivery import privs
+
+    (fd,) = _one_fd(fds, 1, "spool")
+    channel = socket.socket(fileno=fd)
+    try:
+        config = _session_config(policy, _local_overrides(policy, request.get("service")))
+    except ConfigError as exc:
+        raise Refusal(f"spool: {exc}") from None
+    params = spool_parameters(request, config, policy)
+    os.umask(0o077)
+    os.chdir("/")
+    _send(conn, {"ok": {"path": params["path"]}})
+    conn.close()
+    with channel:
+        privs.serve_one(channel, "mbox", params)
 
 
 def _reset_signals() -> None:
@@ -409,6 +495,7 @@ def _session(conn: socket.socket, request: dict[str, Any], fds: list[int], polic
 REQUESTS: dict[str, Callable[[socket.socket, dict[str, Any], list[int], Policy], None]] = {
     "verify": _verify,
     "helper": _helper,
+    "spool": _spool,
     "command": _command,
     "session": _session,
 }
@@ -449,15 +536,14 @@ def peer_uid(conn: socket.socket) -> int:
 
 #: Modules a session process imports as it runs, loaded once in the spawner so that
 #: every forked child shares them instead of importing (and owning) its own copy.
-SESSION_PRELOAD = (
+#: Per protocol, those of its sessions; the rest serve every request.
+SESSION_PRELOAD: dict[str, tuple[str, ...]] = {
+    "imap": ("mailhorn.imap.handlers", "mailhorn.imap.fetch", "mailhorn.imap.listing",
+             "mailhorn.imap.search", "mailhorn.imap.message"),
+    "pop3": ("mailhorn.pop3.maildrop", "mailhorn.pop3.session"),
+}
+COMMON_PRELOAD = (
     "concurrent.futures.thread",
-    "mailhorn.imap.handlers",
-    "mailhorn.imap.fetch",
-    "mailhorn.imap.listing",
-    "mailhorn.imap.search",
-    "mailhorn.imap.message",
-    "mailhorn.pop3.maildrop",
-    "mailhorn.pop3.session",
     "mailhorn.auth.passdb",
     "mailhorn.auth.userdb",
     "mailhorn.auth.shadow",
@@ -496,24 +582,38 @@ def _session_config(policy: Policy, overrides: dict[str, str]) -> Config:
     return load(policy.config_dir, overrides)
 
 
-def serve(sock: socket.socket, policy: Policy) -> int:
+def preload_modules(sessions: Iterable[str], texts: Iterable[str]) -> list[str]:
+    """What the spawner loads before forking: the session code of the ``sessions``
+    protocols, what every request needs, and the table modules ``texts`` call for."""
+    wanted = [protocol for protocol in SESSIONS if protocol in set(sessions)]
+    return [*(SESSIONS[p].partition(":")[0] for p in wanted),
+            *(module for p in wanted for module in SESSION_PRELOAD[p]),
+            *COMMON_PRELOAD, *table_modules(texts)]
+
+
+def serve(sock: socket.socket, policy: Policy, sessions: Iterable[str] = tuple(SESSIONS)) -> int:
     """Accept requests until SIGTERM; each connection is served by a forked child.
 
-    Before forking, the session modules are imported, main.cf is read and
-    the objects are frozen out of the collector (``gc.freeze()``), so the
-    children share those pages with the spawner instead of copying them.
+    Before forking, the modules of the ``sessions`` protocols that run
+    (``imap``, ``pop3``: those with an imapd or pop3d service) are imported,
+    main.cf is read and the objects are frozen out of the collector
+    (``gc.freeze()``), so the children share those pages with the spawner
+    instead of copying them. A session of another protocol still works: its
+    child imports what it needs (the spawner is root and can read it).
     """
     from mailhorn.auth import passwords
 
     global _STAND_IN
     _STAND_IN = passwords.hash_password(secrets.token_hex(16), "CRYPT")
-    for name in (*(entry.partition(":")[0] for entry in SESSIONS.values()), *SESSION_PRELOAD,
-                 *sorted({target.partition(":")[0] for target in TABLE_TYPES.values()})):
+    _preload_config(policy)
+    # Table modules as the workers get them: SQL clients only when main.cf
+    # names them (the spawner, root, can still load one later).
+    texts = _base_config[1].values() if _base_config is not None else [f"{t}:" for t in TABLE_TYPES]
+    for name in preload_modules(sessions, texts):
         try:
             importlib.import_module(name)
         except ImportError as exc:
             log.warning(f"cannot load {name}: {exc}")
-    _preload_config(policy)
     gc.collect()
     stop_r, stop_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(stop_w)
@@ -586,8 +686,9 @@ def _reap() -> None:
 
 
 def spawner_main(sock: socket.socket, config: Config, owner_uid: int, close_fds: list[int],
-                 log_setup: Callable[[str], None]) -> int:
-    """The spawner process, forked by the master (still root)."""
+                 log_setup: Callable[[str], None], sessions: Iterable[str] = tuple(SESSIONS)) -> int:
+    """The spawner process, forked by the master (still root); ``sessions``: the
+    protocols whose mail processes it will start (see :func:`serve`)."""
     from mailhorn.master.privileges import die_with_parent
 
     signal.set_wakeup_fd(-1)
@@ -607,7 +708,7 @@ def spawner_main(sock: socket.socket, config: Config, owner_uid: int, close_fds:
         return 0
     log_setup("spawner")
     try:
-        return serve(sock, Policy.from_config(config, owner_uid))
+        return serve(sock, Policy.from_config(config, owner_uid), sessions)
     except Exception as exc:  # the last word before the master restarts it
         log.error(f"spawner: {exc.__class__.__name__}: {exc}")
         return 1

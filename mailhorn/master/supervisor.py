@@ -39,6 +39,7 @@ and ``master_drain_time``.
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import selectors
 import signal
@@ -52,7 +53,7 @@ from mailhorn.anvil import Anvil
 from mailhorn.config.errors import ConfigError
 from mailhorn.config.load import Config, load
 from mailhorn.master import control, spawner
-from mailhorn.master.listeners import BindError, Endpoint, ListenerSet, endpoints
+from mailhorn.master.listeners import BindError, Endpoint, ListenerSet, bind_private_unix, endpoints
 from mailhorn.master.privileges import Identity, service_identity
 from mailhorn.master.worker import WorkerSpec, preload, worker_main
 from mailhorn.queue.store import QUEUE_NAMES, QueueError, QueueStore
@@ -257,16 +258,7 @@ class Master:
 
     def _open_control(self, config: Config) -> None:
         path = control.control_path(config)
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o177)
-        try:
-            sock.bind(path)
-        finally:
-            os.umask(old_umask)
+        sock = bind_private_unix(path, socket.SOCK_STREAM)
         os.chmod(path, 0o600)
         sock.listen(8)
         sock.setblocking(False)
@@ -289,7 +281,12 @@ class Master:
     def _spawn_generation(self) -> None:
         assert self.generation is not None
         self.generation_number += 1
-        preload(self.generation.plan)
+        preload(self.generation.plan, self.generation.config)
+        # Everything imported so far is shared with the children: keep the
+        # collector's hands off it, so neither the master nor a child copies
+        # those pages just by collecting garbage (copy-on-write).
+        gc.collect()
+        gc.freeze()
         self._spawn_spawner()
         for index in range(self.generation.workers):
             self._spawn(index)
@@ -336,8 +333,10 @@ class Master:
         if pid == 0:
             status = 1
             try:
+                sessions = [protocol for protocol, command in (("imap", "imapd"), ("pop3", "pop3d"))
+                            if any(p.service.command == command for p in gen.plan.network)]
                 status = spawner.spawner_main(self.spawner_sock, gen.config, self.identity.uid, close_fds,
-                                              logging_setup(gen.config, self.foreground))
+                                              logging_setup(gen.config, self.foreground), sessions)
             finally:
                 os._exit(status)
         self.spawner_pid = pid

@@ -44,7 +44,7 @@ from mailhorn.runtime import Runtime
 from mailhorn.runtime_build import QmgrWakeup, build_runtime, prepare_queue
 from mailhorn.services import Planned, ServicePlan, load_network, load_singleton
 from mailhorn.queue.agents import AGENTS
-from mailhorn.tables.registry import TABLE_TYPES
+from mailhorn.tables.registry import table_modules
 
 SINGLETON_LOCK = "singleton.lock"
 
@@ -80,16 +80,24 @@ PRELOAD = (
     "mailhorn.queue.manager",
     "mailhorn.bounce.notify",
     *sorted({entry.target.partition(":")[0] for entry in AGENTS.values()}),
-    *sorted({target.partition(":")[0] for target in TABLE_TYPES.values()}),
 )
 
 
-def preload(plan: ServicePlan) -> None:
+def preload(plan: ServicePlan, config: Config) -> None:
     """Import the service modules (and what they import late) in the master.
 
+    Table modules: every light one, and the SQL ones the configuration
+    names (:func:`~mailhorn.tables.registry.table_modules`), so that a
+    system without SQL tables does not carry their client libraries.
     A module that cannot be imported is left for the worker to report.
     """
-    for module in (*PRELOAD, *(p.entry.target.partition(":")[0] for p in (*plan.network, *plan.singletons))):
+    texts = [*config.values()]
+    for planned in (*plan.network, *plan.singletons):
+        texts.extend(planned.config.overrides.values())
+    for transport in plan.transports:
+        texts.extend(transport.config.overrides.values())
+    for module in (*PRELOAD, *table_modules(texts),
+                   *(p.entry.target.partition(":")[0] for p in (*plan.network, *plan.singletons))):
         try:
             importlib.import_module(module)
         except ImportError:

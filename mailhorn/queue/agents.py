@@ -7,7 +7,7 @@ what that factory takes besides ``(config, service)``:
 =========  ================================  ==========================
 command    factory                           extra argument
 =========  ================================  ==========================
-local      mailhorn.delivery.local           the runtime (forwarding)
+local      mailhorn.delivery.local           the runtime and this pool
 virtual    mailhorn.delivery.virtual         the runtime
 smtp       mailhorn.delivery.smtp            none
 lmtp       mailhorn.delivery.lmtp            none
@@ -19,6 +19,14 @@ discard    mailhorn.delivery.discard         none
 Modules are imported when a transport is first used, so the queue manager
 runs whatever the state of the agents it does not need. :class:`AgentPool`
 builds each transport's agent once and keeps it.
+
+local(8) hands recipients to other transports (``mailbox_transport``,
+``fallback_transport`` and their ``_maps``), as Postfix's local passes a
+delivery request to another master.cf service: it gets the pool that built
+it and asks :meth:`AgentPool.by_name` for that service's agent, so both share
+one agent (and its connection cache) per transport. A transport the pool has
+not seen yet is found in master.cf, configured from main.cf plus its own
+``-o`` overrides.
 
 The queue manager itself bounces or defers some recipients before any agent
 is asked (a resolver failure, ``defer_transports``): it sends them to the
@@ -40,13 +48,14 @@ from typing import TYPE_CHECKING, cast
 from mailhorn import log
 from mailhorn.config.mastercf import Service
 from mailhorn.delivery.request import DeliveryAgent
-from mailhorn.services import Transport
+from mailhorn.services import Transport, plan, read_services
 
 if TYPE_CHECKING:
     from mailhorn.config.load import Config
     from mailhorn.runtime import Runtime
 
-__all__ = ["AGENTS", "AgentEntry", "AgentPool", "AgentUnavailable", "Extra", "builtin_error_transport"]
+__all__ = ["AGENTS", "AgentEntry", "AgentPool", "AgentUnavailable", "Extra", "builtin_error_transport",
+           "master_transports"]
 
 
 class Extra(enum.Enum):
@@ -55,6 +64,8 @@ class Extra(enum.Enum):
     NONE = "none"
     RUNTIME = "runtime"
     ARGS = "args"
+    POOL = "pool"
+    """The runtime, then the :class:`AgentPool` itself (local(8)'s hand-offs)."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +78,7 @@ class AgentEntry:
 
 #: master.cf command -> agent factory.
 AGENTS: dict[str, AgentEntry] = {
-    "local": AgentEntry("mailhorn.delivery.local:make_agent", Extra.RUNTIME),
+    "local": AgentEntry("mailhorn.delivery.local:make_agent", Extra.POOL),
     "virtual": AgentEntry("mailhorn.delivery.virtual:make_agent", Extra.RUNTIME),
     "smtp": AgentEntry("mailhorn.delivery.smtp:make_agent"),
     "lmtp": AgentEntry("mailhorn.delivery.lmtp:make_agent"),
@@ -95,18 +106,62 @@ def _factory(target: str) -> Callable[..., DeliveryAgent]:
     return cast("Callable[..., DeliveryAgent]", getattr(module, function))
 
 
-class AgentPool:
-    """One agent per transport, built on first use."""
+def master_transports(config: Config) -> dict[str, Transport]:
+    """master.cf's transports by name, each configured from main.cf and its ``-o`` overrides.
 
-    def __init__(self, runtime: Runtime) -> None:
+    ``config`` may be a service's configuration: its own overrides are left out.
+    """
+    from mailhorn.config.load import Config
+
+    base = Config(config.entries.values(), config_dir=config.config_dir)
+    found: dict[str, Transport] = {}
+    for transport in plan(read_services(config.config_dir), base).transports:
+        found.setdefault(transport.name, transport)
+    return found
+
+
+class AgentPool:
+    """One agent per transport, built on first use.
+
+    ``runtime`` is handed to the agents that take one (None: they make do
+    without, as local(8) and virtual(8) built outside a master do).
+    """
+
+    def __init__(self, runtime: Runtime | None) -> None:
         self.runtime = runtime
         self._agents: dict[str, DeliveryAgent] = {}
+        self._transports: dict[str, Transport] = {}
+        self._master: dict[str, Transport] | None = None
+
+    def by_name(self, name: str, config: Config) -> DeliveryAgent | None:
+        """The agent of master.cf service ``name``; None when there is no such transport.
+
+        ``config`` locates master.cf (its ``config_dir``); ``error`` and
+        ``retry`` always exist, as for the queue manager. AgentUnavailable
+        when the agent cannot be built.
+        """
+        transport = self._transports.get(name)
+        if transport is None:
+            if self._master is None:
+                self._master = master_transports(config)
+            transport = self._master.get(name)
+            if transport is None and name in ("error", "retry"):
+                transport = builtin_error_transport(config, name)
+        if transport is None:
+            return None
+        return self.get(transport)
+
+    def command_of(self, name: str) -> str | None:
+        """The master.cf command (the agent, e.g. ``lmtp``) of a transport this pool knows."""
+        transport = self._transports.get(name)
+        return transport.agent if transport is not None else None
 
     def get(self, transport: Transport) -> DeliveryAgent:
         """The agent of ``transport``; AgentUnavailable when it cannot be built."""
         agent = self._agents.get(transport.name)
         if agent is not None:
             return agent
+        self._transports.setdefault(transport.name, transport)
         entry = AGENTS.get(transport.agent)
         if entry is None:
             raise AgentUnavailable(f"no delivery agent for command {transport.agent}")
@@ -114,6 +169,8 @@ class AgentPool:
             factory = _factory(entry.target)
             if entry.extra is Extra.RUNTIME:
                 agent = factory(transport.config, transport.name, self.runtime)
+            elif entry.extra is Extra.POOL:
+                agent = factory(transport.config, transport.name, self.runtime, self)
             elif entry.extra is Extra.ARGS:
                 agent = factory(transport.config, transport.name, transport.service.args)
             else:

@@ -60,6 +60,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from mailhorn.durable import fsync_directory
 from mailhorn.queue.store import QueueStore
 
 __all__ = [
@@ -148,15 +149,7 @@ def _make_dirs(path: str) -> None:
         os.mkdir(path, _DIR_MODE)
     except FileExistsError:
         return
-    _fsync_dir(parent)
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_directory(parent)
 
 
 def record(store: QueueStore, log: str, queue_id: str, rec: LogRecord, *, sync: bool) -> None:
@@ -177,7 +170,7 @@ def record(store: QueueStore, log: str, queue_id: str, rec: LogRecord, *, sync: 
     finally:
         os.close(fd)
     if sync and created:
-        _fsync_dir(directory)
+        fsync_directory(directory)
 
 
 def record_defer(store: QueueStore, queue_id: str, recipient: str, dsn_status: str, reason: str,

@@ -17,6 +17,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mailhorn.durable import fsync_directory
+
 __all__ = ["FAULT_INJECT_ENV", "DirSyncGroup", "FsHooks", "environment_hooks", "fault_injection_hooks"]
 
 
@@ -92,11 +94,7 @@ class DirSyncGroup:
                 self.waiting -= 1
 
     def _fsync(self) -> None:
-        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            self._hooks.dir_fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_directory(self.path, self._hooks.dir_fsync)
 
 
 #: Environment variable of the fault injection switch (tests only).

@@ -31,6 +31,7 @@ import socket
 import time
 from collections.abc import Iterable
 
+from mailhorn.durable import fsync_directory
 from mailhorn.queue.queuefile import DsnNotify, DsnRet, QueueFileWriter
 from mailhorn.queue.store import QueueWriteError, make_queue_id
 
@@ -131,11 +132,7 @@ class MaildropWriter:
             final = os.path.join(self.directory, name)
             os.rename(self.temp_path, final)
             self.temp_path = ""
-            dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            fsync_directory(self.directory)
         except OSError as exc:
             self.abort()
             raise self._error(exc, "commit maildrop file") from exc

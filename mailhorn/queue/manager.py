@@ -122,18 +122,18 @@ import stat
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 from mailhorn import log
 from mailhorn.address.resolve import RESOLVE_CLASS_LOCAL, Resolver
 from mailhorn.cleanup.request import CleanupRequest, CleanupResult, Outcome, RecipientRequest, Source
 from mailhorn.config.load import Config
-from mailhorn.delivery.request import Action, DeliveryAgent, DeliveryRecipient, DeliveryRequest, RecipientStatus
+from mailhorn.delivery.request import Action, DeliveryAgent, DeliveryRequest, RecipientStatus
 from mailhorn.queue import defer_log, qmgr_log
+from mailhorn.queue.attempt import ActiveMessage, Job, PendingRecipient, RecordedStatus
 from mailhorn.queue.agents import AgentPool, AgentUnavailable, builtin_error_transport
 from mailhorn.queue.listing import EXPIRE_BIT, REQUEUE_BIT
-from mailhorn.queue.queuefile import CorruptQueueFile, DsnNotify, QueueFile, Recipient, read_queue_file
+from mailhorn.queue.queuefile import CorruptQueueFile, DsnNotify, QueueFile, Recipient, notify_names, read_queue_file
 from mailhorn.queue.scheduler import Scheduler, destination_name, transport_limits
 from mailhorn.queue.store import QueueStore
 from mailhorn.runtime import Runtime
@@ -148,72 +148,7 @@ QMGR = "qmgr"
 #: of it waits on fsync, so more threads than cores let directory fsyncs be shared.
 QMGR_THREADS = 8
 _T = TypeVar("_T")
-_NOTIFY_NAMES = (("NEVER", DsnNotify.NEVER), ("SUCCESS", DsnNotify.SUCCESS),
-                 ("FAILURE", DsnNotify.FAILURE), ("DELAY", DsnNotify.DELAY))
 _STATUS_WORD = {Action.DEFERRED: "deferred", Action.BOUNCED: "bounced"}
-
-
-def notify_names(bits: DsnNotify | None) -> frozenset[str]:
-    """NOTIFY bits as the names DeliveryRecipient carries."""
-    if bits is None:
-        return frozenset()
-    return frozenset(name for name, flag in _NOTIFY_NAMES if bits & flag)
-
-
-@dataclass
-class _Rcpt:
-    """A pending recipient and the address it resolved to."""
-
-    rec: Recipient
-    address: str
-
-    def delivery(self) -> DeliveryRecipient:
-        return DeliveryRecipient(self.address, self.rec.offset, self.rec.orig_rcpt, self.rec.dsn_orcpt,
-                                 notify_names(self.rec.dsn_notify))
-
-
-@dataclass
-class _Job:
-    """Recipients for one delivery request."""
-
-    transport: Transport
-    destination: str
-    nexthop: str
-    recipients: list[_Rcpt] = field(default_factory=list)
-
-
-@dataclass
-class _Message:
-    """One message during one attempt."""
-
-    queue_id: str
-    qf: QueueFile
-    active_arrival: float
-    forced_expire: bool
-    flush: bool
-    deferred: bool = False
-    gone: bool = False
-    corrupt: bool = False
-    #: A bounce or success record was written in this attempt (a notice is due).
-    noticed: bool = False
-    #: Delivery requests not recorded yet.
-    jobs_left: int = 0
-    #: The file was removed when the last request was recorded.
-    removed: bool = False
-
-    @property
-    def arrival(self) -> float:
-        return self.qf.arrival_time[0] + self.qf.arrival_time[1] / 1e6
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    """A status ready to be recorded and logged."""
-
-    rcpt: _Rcpt
-    status: RecipientStatus
-    delays: qmgr_log.Delays
-    program: str
 
 
 def _transports(config: Config) -> list[Transport]:
@@ -265,10 +200,10 @@ class QueueManager:
 
         The directory is listed (and, for an ordinary scan, each file's time
         stamp read) in one worker-thread call; each claimed file is then
-        moved to ``active`` by its own attempt task, so that the moves of a
-        large scan run side by side and share their directory fsyncs
-        instead of following one another. A claimed file is skipped by
-        later scans until its move is done.
+        moved to ``active`` and read by its own attempt task (one
+        worker-thread call for both), so that a large scan's files are taken
+        up side by side. A claimed file is skipped by later scans until its
+        move is done.
         """
         names = await self._io(self._eligible, queue, scan_all)
         started = 0
@@ -299,18 +234,17 @@ class QueueManager:
                 due.append(queue_id)
         return due
 
-    async def _activate(self, queue_id: str, queue: str) -> bool:
-        """Move a claimed file to ``active``; False when it is gone or cannot move."""
+    def _activate(self, queue_id: str, queue: str) -> tuple[QueueFile, int, dict[str, defer_log.LogRecord]] | None:
+        """Move a claimed file to ``active`` and read it (one worker-thread call);
+        None when it is gone or cannot move. CorruptQueueFile from the read."""
         try:
-            await self._io(self.store.move, queue_id, queue, ACTIVE)
+            self.store.move(queue_id, queue, ACTIVE, durable=False)
         except FileNotFoundError:
-            return False
+            return None
         except OSError as exc:
             log.warning(f"{queue_id}: rename from {queue} to {ACTIVE}: {exc.strerror}", program=QMGR)
-            return False
-        finally:
-            self.claimed.discard(queue_id)
-        return True
+            return None
+        return self._open(queue_id, self.store.path(ACTIVE, queue_id))
 
     async def _io(self, func: Callable[..., _T], *args: object) -> _T:
         """Run blocking file work in the queue manager's threads (the task's context goes along)."""
@@ -352,8 +286,14 @@ class QueueManager:
     # -- one attempt ----------------------------------------------------------------
     async def _attempt(self, queue_id: str, flush: bool, queue: str) -> None:
         try:
-            if await self._activate(queue_id, queue):
-                await self.attempt(queue_id, flush=flush)
+            try:
+                opened = await self._io(self._activate, queue_id, queue)
+            finally:
+                self.claimed.discard(queue_id)
+            if opened is not None:
+                await self.attempt(queue_id, flush=flush, opened=opened)
+        except CorruptQueueFile as exc:
+            await self._corrupt(queue_id, exc)
         except asyncio.CancelledError:
             raise
         except FileNotFoundError:
@@ -364,20 +304,27 @@ class QueueManager:
             self.claimed.discard(queue_id)
             self.active_slots.release()
 
-    async def attempt(self, queue_id: str, *, flush: bool = False) -> None:
-        """Deliver one message that is in ``active`` (see the module docstring)."""
-        path = self.store.path(ACTIVE, queue_id)
+    async def _corrupt(self, queue_id: str, exc: CorruptQueueFile) -> None:
+        """A damaged file in ``active`` goes to ``corrupt``, with Postfix's log lines."""
+        log.warning(f"{queue_id}: message rejected: {exc}", program=QMGR)
         try:
-            qf, mode, prior = await self._io(self._open, queue_id, path)
-        except CorruptQueueFile as exc:
-            log.warning(f"{queue_id}: message rejected: {exc}", program=QMGR)
-            try:
-                await self.store.amove(queue_id, ACTIVE, "corrupt")
-            except FileNotFoundError:
-                return
-            log.warning(f"corrupt file queue {ACTIVE} id {queue_id}", program=QMGR)
+            await self.store.amove(queue_id, ACTIVE, "corrupt")
+        except FileNotFoundError:
             return
-        msg = _Message(queue_id, qf, self.now(), bool(mode & EXPIRE_BIT), flush)
+        log.warning(f"corrupt file queue {ACTIVE} id {queue_id}", program=QMGR)
+
+    async def attempt(self, queue_id: str, *, flush: bool = False,
+                      opened: tuple[QueueFile, int, dict[str, defer_log.LogRecord]] | None = None) -> None:
+        """Deliver one message that is in ``active`` (see the module docstring);
+        ``opened``: what :meth:`_open` read of it already."""
+        if opened is None:
+            try:
+                opened = await self._io(self._open, queue_id, self.store.path(ACTIVE, queue_id))
+            except CorruptQueueFile as exc:
+                await self._corrupt(queue_id, exc)
+                return
+        qf, mode, prior = opened
+        msg = ActiveMessage(queue_id, qf, self.now(), bool(mode & EXPIRE_BIT), flush)
         if mode & REQUEUE_BIT:
             await self._requeue(msg)
             return
@@ -392,7 +339,7 @@ class QueueManager:
             await self._finish(msg)
 
     # -- requeue --------------------------------------------------------------------------
-    async def _requeue(self, msg: _Message) -> None:
+    async def _requeue(self, msg: ActiveMessage) -> None:
         """Send a ``postsuper -r`` message through cleanup again (see the module docstring)."""
         qf, queue_id = msg.qf, msg.queue_id
         pending = qf.pending
@@ -430,7 +377,7 @@ class QueueManager:
             await self.store.aremove(ACTIVE, queue_id)
         await defer_log.aremove_logs(self.store, queue_id)
 
-    async def _resubmit(self, msg: _Message, request: CleanupRequest) -> CleanupResult:
+    async def _resubmit(self, msg: ActiveMessage, request: CleanupRequest) -> CleanupResult:
         """Stream the queued content into a new cleanup session."""
         session = self.runtime.cleanup.open(request)
         chunks = self.store.content(ACTIVE, msg.queue_id, msg.qf)
@@ -442,7 +389,7 @@ class QueueManager:
             raise
         return await session.finish()
 
-    def _bounce_all(self, msg: _Message, status: str, text: str) -> None:
+    def _bounce_all(self, msg: ActiveMessage, status: str, text: str) -> None:
         """Bounce records for every pending recipient, marked done."""
         store, queue_id = self.store, msg.queue_id
         done: list[int] = []
@@ -470,9 +417,9 @@ class QueueManager:
         return qf, mode, prior
 
     # -- resolution and grouping --------------------------------------------------------
-    def _plan(self, msg: _Message, prior: dict[str, defer_log.LogRecord]) -> list[_Job]:
+    def _plan(self, msg: ActiveMessage, prior: dict[str, defer_log.LogRecord]) -> list[Job]:
         """Resolve the pending recipients and group them into delivery requests."""
-        groups: dict[tuple[str, str, str], _Job] = {}
+        groups: dict[tuple[str, str, str], Job] = {}
         order: list[tuple[str, str, str]] = []
         filter_route = self._filter_route(msg.qf)
         for rec in msg.qf.pending:
@@ -485,17 +432,17 @@ class QueueManager:
             key = (transport.name, dest, nexthop)
             job = groups.get(key)
             if job is None:
-                job = groups[key] = _Job(transport, dest, nexthop)
+                job = groups[key] = Job(transport, dest, nexthop)
                 order.append(key)
-            job.recipients.append(_Rcpt(rec, address))
-        jobs: list[_Job] = []
+            job.recipients.append(PendingRecipient(rec, address))
+        jobs: list[Job] = []
         for key in sorted(order):
             job = groups[key]
             limit = self.scheduler.limits(job.transport.name).recipient_limit
             rcpts = sorted(job.recipients, key=lambda r: (r.address.rpartition("@")[2].lower(), r.address))
             step = limit if limit > 0 else len(rcpts)
             for start in range(0, len(rcpts), step):
-                jobs.append(_Job(job.transport, job.destination, job.nexthop, rcpts[start:start + step]))
+                jobs.append(Job(job.transport, job.destination, job.nexthop, rcpts[start:start + step]))
         return jobs
 
     def _filter_route(self, qf: QueueFile) -> tuple[str, str] | None:
@@ -504,7 +451,7 @@ class QueueManager:
         transport, _, nexthop = qf.content_filter.partition(":")
         return transport, nexthop
 
-    def _route(self, msg: _Message, rec: Recipient, prior: dict[str, defer_log.LogRecord],
+    def _route(self, msg: ActiveMessage, rec: Recipient, prior: dict[str, defer_log.LogRecord],
                filter_route: tuple[str, str] | None) -> tuple[Transport, str, str] | None:
         """(transport, nexthop, address) for one recipient; None when handled here."""
         address = rec.address
@@ -550,14 +497,14 @@ class QueueManager:
         local = address.rpartition("@")[0] if "@" in address else address
         return local.lower() == self.config.get("double_bounce_sender").lower()
 
-    def _double_bounce(self, msg: _Message, rec: Recipient, address: str) -> None:
+    def _double_bounce(self, msg: ActiveMessage, rec: Recipient, address: str) -> None:
         """Mail to the local double-bounce address is dropped here (qmgr_message_resolve)."""
         now = self.now()
-        rcpt = _Rcpt(rec, address)
+        rcpt = PendingRecipient(rec, address)
         status = RecipientStatus(rcpt.delivery(), Action.DELIVERED, "2.0.0",
                                  "undeliverable postmaster notification discarded", relay="none")
         delays = qmgr_log.Delays(msg.active_arrival - msg.arrival, now - msg.active_arrival, 0.0, 0.0)
-        outcome = _Outcome(rcpt, status, delays, QMGR)
+        outcome = RecordedStatus(rcpt, status, delays, QMGR)
         self._log(msg, outcome)
         try:
             self.store.mark_done(ACTIVE, msg.queue_id, [rec.offset])
@@ -565,7 +512,7 @@ class QueueManager:
             msg.gone = True
 
     # -- delivery -------------------------------------------------------------------------
-    def _request(self, msg: _Message, job: _Job) -> DeliveryRequest:
+    def _request(self, msg: ActiveMessage, job: Job) -> DeliveryRequest:
         qf, store, queue_id = msg.qf, self.store, msg.queue_id
         return DeliveryRequest(
             queue_id=queue_id, queue_name=ACTIVE, transport=job.transport.name, nexthop=job.nexthop,
@@ -575,7 +522,7 @@ class QueueManager:
             dsn_ret=qf.dsn_ret.name if qf.dsn_ret is not None else None, content_filter=qf.content_filter,
         )
 
-    async def _deliver(self, msg: _Message, job: _Job) -> None:
+    async def _deliver(self, msg: ActiveMessage, job: Job) -> None:
         transport = job.transport
         request = self._request(msg, job)
         agent: DeliveryAgent | None
@@ -607,12 +554,12 @@ class QueueManager:
             # marked (the duplicates a crash can cause) never exceed the process limit.
             await self._record(msg, self._outcomes(msg, job, statuses, trouble, handoff, done))
 
-    def _outcomes(self, msg: _Message, job: _Job, statuses: Sequence[RecipientStatus], trouble: str,
-                  handoff: float, done: float) -> list[_Outcome]:
+    def _outcomes(self, msg: ActiveMessage, job: Job, statuses: Sequence[RecipientStatus], trouble: str,
+                  handoff: float, done: float) -> list[RecordedStatus]:
         """One outcome per recipient of the job, with its delays."""
         transport = job.transport
         by_offset = {s.recipient.offset: s for s in statuses}
-        outcomes: list[_Outcome] = []
+        outcomes: list[RecordedStatus] = []
         for rcpt in job.recipients:
             status = by_offset.get(rcpt.rec.offset)
             if status is None:
@@ -623,10 +570,10 @@ class QueueManager:
                                          trouble or "unknown mail transport error", relay="none")
             c, d = (status.delays[2], status.delays[3]) if status.delays is not None else (0.0, done - handoff)
             delays = qmgr_log.Delays(msg.active_arrival - msg.arrival, handoff - msg.active_arrival, c, d)
-            outcomes.append(_Outcome(rcpt, status, delays, transport.agent))
+            outcomes.append(RecordedStatus(rcpt, status, delays, status.program or transport.agent))
         return outcomes
 
-    def _log(self, msg: _Message, outcome: _Outcome) -> None:
+    def _log(self, msg: ActiveMessage, outcome: RecordedStatus) -> None:
         status = outcome.status
         word = _STATUS_WORD.get(status.action, "sent")
         log.info(qmgr_log.recipient_line(
@@ -634,20 +581,19 @@ class QueueManager:
             status.dsn, word, status.text, max_digits=self.max_digits), program=outcome.program)
 
     @staticmethod
-    def _needs_notice(outcome: _Outcome) -> bool:
+    def _needs_notice(outcome: RecordedStatus) -> bool:
         """Whether a recipient's status asks for a bounce or a success notice."""
         status, notify = outcome.status, outcome.rcpt.rec.dsn_notify
         return status.action is Action.BOUNCED or (
             status.action is not Action.DEFERRED and notify is not None and bool(notify & DsnNotify.SUCCESS))
 
-    async def _record(self, msg: _Message, outcomes: list[_Outcome]) -> None:
+    async def _record(self, msg: ActiveMessage, outcomes: list[RecordedStatus]) -> None:
         """Status records, log lines and done-marks for one request's recipients.
 
         When this is the message's last request and every recipient of the
         attempt is done with nothing to notify, the file is removed instead
-        of marked: one directory fsync (shared with concurrent removals)
-        replaces the mark's file fsync and the removal's, and it still
-        happens while the delivery holds its slot.
+        of marked: one unlink replaces the mark's write and file fsync, and
+        it still happens while the delivery holds its slot.
         """
         if any(o.status.action is Action.DEFERRED for o in outcomes):
             msg.deferred = True
@@ -664,7 +610,7 @@ class QueueManager:
         finally:
             msg.jobs_left -= 1
 
-    def _commit(self, msg: _Message, outcomes: list[_Outcome], final: bool = False) -> None:
+    def _commit(self, msg: ActiveMessage, outcomes: list[RecordedStatus], final: bool = False) -> None:
         store, queue_id = self.store, msg.queue_id
         if final and not any(self._logs_present(queue_id)):
             for outcome in outcomes:
@@ -696,7 +642,7 @@ class QueueManager:
             store.mark_done(ACTIVE, queue_id, done)
 
     # -- end of the attempt ----------------------------------------------------------------
-    async def _send_dsn(self, msg: _Message, kind: str) -> bool:
+    async def _send_dsn(self, msg: ActiveMessage, kind: str) -> bool:
         """Ask the bounce service for a notice; False when it could not be queued now."""
         try:
             module = importlib.import_module("mailhorn.bounce.notify")
@@ -726,7 +672,7 @@ class QueueManager:
         """Whether the ``bounce/ID`` and the ``trace/ID`` logs are non-empty (one thread call)."""
         return self._log_exists("bounce", queue_id), self._log_exists("trace", queue_id)
 
-    async def _flush_log(self, msg: _Message, log_name: str, kind: str, present: bool | None = None) -> bool:
+    async def _flush_log(self, msg: ActiveMessage, log_name: str, kind: str, present: bool | None = None) -> bool:
         """Send the notice a non-empty log asks for, then drop the log; False to keep the message.
 
         ``present`` is what the caller already knows of the log (None: look).
@@ -740,7 +686,7 @@ class QueueManager:
         await defer_log.aremove_logs(self.store, msg.queue_id, (log_name,))
         return True
 
-    def _expired(self, msg: _Message) -> bool:
+    def _expired(self, msg: ActiveMessage) -> bool:
         if msg.forced_expire:
             return True
         qf = msg.qf
@@ -748,7 +694,7 @@ class QueueManager:
         created = qf.create_time if qf.create_time is not None else qf.arrival_time[0]
         return self.now() >= created + lifetime
 
-    async def _finish(self, msg: _Message) -> None:
+    async def _finish(self, msg: ActiveMessage) -> None:
         bounce, trace = await self._io(self._logs_present, msg.queue_id)
         keep = not await self._flush_log(msg, "bounce", "failure", bounce)
         keep = not await self._flush_log(msg, "trace", "success", trace) or keep
@@ -778,7 +724,7 @@ class QueueManager:
         else:
             await self._remove(msg)
 
-    def _expire(self, msg: _Message) -> None:
+    def _expire(self, msg: ActiveMessage) -> None:
         """Turn the remaining recipients' last defer reasons into bounce records, marked done."""
         store, queue_id = self.store, msg.queue_id
         qf = store.read(ACTIVE, queue_id, verify_content=False)
@@ -794,28 +740,29 @@ class QueueManager:
         if done:
             store.mark_done(ACTIVE, queue_id, done)
 
-    def backoff(self, msg: _Message) -> float:
+    def backoff(self, msg: ActiveMessage) -> float:
         """Seconds until the next attempt: time in queue, within the backoff bounds."""
         low = self.config.time("minimal_backoff_time")
         high = max(self.config.time("maximal_backoff_time"), low)
         return float(min(max(self.now() - msg.arrival, low), high))
 
-    async def _defer(self, msg: _Message) -> None:
+    async def _defer(self, msg: ActiveMessage) -> None:
         when = self.now() + self.backoff(msg)
         path = self.store.path(ACTIVE, msg.queue_id)
         try:
             await asyncio.to_thread(os.utime, path, (when, when))
-            await self.store.amove(msg.queue_id, ACTIVE, "deferred")
+            await self.store.amove(msg.queue_id, ACTIVE, "deferred", durable=False)
         except FileNotFoundError:
             log.warning(f"{msg.queue_id}: rename from {ACTIVE} to deferred: {os.strerror(errno.ENOENT)}",
                         program=QMGR)
 
     def _remove_sync(self, queue_id: str) -> None:
-        """Delete the file durably, then its logs (one worker-thread call)."""
-        self.store.remove(ACTIVE, queue_id)
+        """Delete the file, then its logs (one worker-thread call); no directory
+        fsync: a system crash may bring a delivered message back (at least once)."""
+        self.store.remove(ACTIVE, queue_id, durable=False)
         defer_log.remove_logs(self.store, queue_id)
 
-    async def _remove(self, msg: _Message) -> None:
+    async def _remove(self, msg: ActiveMessage) -> None:
         try:
             await self._io(self._remove_sync, msg.queue_id)
         except FileNotFoundError:

@@ -33,26 +33,16 @@ from mailhorn.cleanup.cleanup import CleanupSession as ConcreteSession
 from mailhorn.cleanup.request import CleanupRequest, Outcome, RecipientRequest, Source
 from mailhorn.config.load import Config
 from mailhorn.queue.maildrop import ATTR_EXTRACT, ATTR_UID, PICKUP_SOCKET
-from mailhorn.queue.queuefile import CorruptQueueFile, DsnNotify, QueueFile, iter_content
+from mailhorn.queue.queuefile import CorruptQueueFile, QueueFile, iter_content, notify_names
 from mailhorn.queue.store import QueueStore, is_queue_id
 from mailhorn.runtime import Runtime
-
-_NOTIFY_NAMES = (("NEVER", DsnNotify.NEVER), ("SUCCESS", DsnNotify.SUCCESS),
-                 ("FAILURE", DsnNotify.FAILURE), ("DELAY", DsnNotify.DELAY))
-
-
-def _notify_names(bits: DsnNotify | None) -> frozenset[str]:
-    if bits is None:
-        return frozenset()
-    return frozenset(name for name, flag in _NOTIFY_NAMES if bits & flag)
-
 
 def _request(qf: QueueFile) -> CleanupRequest:
     uid = int(qf.attributes.get(ATTR_UID, "0") or 0)
     return CleanupRequest(
         source=Source.PICKUP,
         sender=qf.sender,
-        recipients=tuple(RecipientRequest(r.address, r.dsn_orcpt, _notify_names(r.dsn_notify))
+        recipients=tuple(RecipientRequest(r.address, r.dsn_orcpt, notify_names(r.dsn_notify))
                          for r in qf.recipients),
         sender_fullname=qf.fullname,
         extract_recipients=qf.attributes.get(ATTR_EXTRACT) == "1",

@@ -145,6 +145,17 @@ class DsnNotify(enum.IntFlag):
     DELAY = 8
 
 
+_NOTIFY_NAMES = (("NEVER", DsnNotify.NEVER), ("SUCCESS", DsnNotify.SUCCESS),
+                 ("FAILURE", DsnNotify.FAILURE), ("DELAY", DsnNotify.DELAY))
+
+
+def notify_names(bits: DsnNotify | None) -> frozenset[str]:
+    """NOTIFY bits as the RFC 3461 keyword names (``SUCCESS``, ``FAILURE``, ...)."""
+    if bits is None:
+        return frozenset()
+    return frozenset(name for name, flag in _NOTIFY_NAMES if bits & flag)
+
+
 def _crc(rtype: bytes, head: bytes, data: bytes | memoryview) -> int:
     """CRC-32 of a record with a done-mark folded back to ``R`` (see module doc)."""
     canonical = RecordType.RCPT.value if rtype == RecordType.DONE.value else rtype

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import os
 import stat
 import threading
@@ -345,12 +346,16 @@ class QueueStore:
             yield from iter_content(stream, qf)
 
     # -- state changes ---------------------------------------------------
-    def move(self, queue_id: str, src: str, dst: str) -> str:
+    def move(self, queue_id: str, src: str, dst: str, *, durable: bool = True) -> str:
         """Move a queue file between queues atomically; returns the new path.
 
         The rename is made durable by fsyncing the target directory and then
         the source directory, so after a crash the file is in exactly one of
-        them (design.md §5 rule 6).
+        them (design.md §5 rule 6). The queue manager's own moves (into
+        ``active`` and on to ``deferred``) pass ``durable=False``: the rename
+        is atomic either way, and wherever a system crash leaves the file
+        (incoming, active or deferred) it is found and delivered, as Postfix's
+        queue manager relies on without directory fsyncs.
         """
         old = self.path(src, queue_id)
         new_dir = self.queue_dir(dst, queue_id)
@@ -359,10 +364,11 @@ class QueueStore:
         if dst == "corrupt":
             os.chmod(old, _CORRUPT_MODE)
         os.rename(old, new)
-        self._dir_fsync(new_dir)
-        old_dir = os.path.dirname(old)
-        if old_dir != new_dir:
-            self._dir_fsync(old_dir)
+        if durable:
+            self._dir_fsync(new_dir)
+            old_dir = os.path.dirname(old)
+            if old_dir != new_dir:
+                self._dir_fsync(old_dir)
         return new
 
     def mark_done(self, queue: str, queue_id: str, offsets: list[int] | tuple[int, ...]) -> None:
@@ -398,11 +404,18 @@ class QueueStore:
         finally:
             os.close(fd)
 
-    def remove(self, queue: str, queue_id: str) -> None:
-        """Delete a queue file durably (after the last recipient is done)."""
+    def remove(self, queue: str, queue_id: str, *, durable: bool = True) -> None:
+        """Delete a queue file (after the last recipient is done).
+
+        ``durable=False`` (the queue manager after a delivery) skips the
+        directory fsync: a process crash cannot undo the unlink, and should a
+        system crash bring the file back, its recipients are delivered once
+        more (delivery is at least once; docs/queue-format.md).
+        """
         path = self.path(queue, queue_id)
         os.unlink(path)
-        self._dir_fsync(os.path.dirname(path))
+        if durable:
+            self._dir_fsync(os.path.dirname(path))
 
     # -- recovery --------------------------------------------------------
     def recover(self, *, temp_age: float = 3600.0, now: float | None = None) -> Recovery:
@@ -436,7 +449,12 @@ class QueueStore:
                 continue
             alive = writer_alive(name, TEMP_PREFIX, st.st_mtime)
             if st.st_nlink > 1 or alive is False or (alive is None and now - st.st_mtime > temp_age):
-                os.unlink(path)
+                # A live writer that has linked its file removes the name
+                # itself, perhaps just before us.
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    continue
                 removed.append(name)
         if removed:
             self._dir_fsync(os.path.join(self.root, "incoming"))
@@ -456,14 +474,14 @@ class QueueStore:
         return Recovery(tuple(requeued), tuple(removed), tuple(corrupt), tuple(unknown))
 
     # -- asyncio wrappers --------------------------------------------------
-    async def amove(self, queue_id: str, src: str, dst: str) -> str:
-        return await asyncio.to_thread(self.move, queue_id, src, dst)
+    async def amove(self, queue_id: str, src: str, dst: str, *, durable: bool = True) -> str:
+        return await asyncio.to_thread(functools.partial(self.move, queue_id, src, dst, durable=durable))
 
     async def amark_done(self, queue: str, queue_id: str, offsets: list[int] | tuple[int, ...]) -> None:
         await asyncio.to_thread(self.mark_done, queue, queue_id, offsets)
 
-    async def aremove(self, queue: str, queue_id: str) -> None:
-        await asyncio.to_thread(self.remove, queue, queue_id)
+    async def aremove(self, queue: str, queue_id: str, *, durable: bool = True) -> None:
+        await asyncio.to_thread(functools.partial(self.remove, queue, queue_id, durable=durable))
 
     async def aread(self, queue: str, queue_id: str, *, verify_content: bool = True) -> QueueFile:
         return await asyncio.to_thread(self.read, queue, queue_id, verify_content=verify_content)
@@ -602,7 +620,11 @@ class QueueWriter:
         costs one directory fsync instead of a later move's two. The
         temporary name in ``incoming`` is removed without an fsync of its
         own: should it come back after a crash, it has a second link and
-        :meth:`QueueStore.recover` removes it.
+        :meth:`QueueStore.recover` removes it. For the same reason a
+        recovery running meanwhile (worker 0 recovers the queue at start
+        while sessions of every worker already commit) may remove the
+        temporary name between the link and its unlink here; the name is
+        then gone as this commit wants it, and the commit goes on.
         """
         self._guard()
         size_offset, size_record = self.qf.finish()
@@ -631,7 +653,7 @@ class QueueWriter:
             raise _write_error(exc, "queue file write error") from exc
         self._hooks.crash_point("after-link")
         try:
-            os.unlink(self.temp_path)
+            _unlink_quietly(self.temp_path)
             self._hooks.crash_point("before-dir-fsync")
             self._store._dir_fsync(target)
             self._hooks.crash_point("after-dir-fsync")

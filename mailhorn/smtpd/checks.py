@@ -221,6 +221,7 @@ class SmtpdChecks:
         self.resolver = resolver if resolver is not None else Resolver.from_config(config)
         self.policy = PolicyClients(config)
         self._transactions: dict[int, _Transaction] = {}
+        self._lists: dict[str, list[str]] = {}
 
     @cached_property
     def mynetworks(self) -> NamadrList:
@@ -258,6 +259,13 @@ class SmtpdChecks:
             txn.instance, txn.discard = state.instance, False
         return txn
 
+    def _tokens(self, param: str) -> list[str]:
+        """The words of a restriction list parameter, split once per service."""
+        tokens = self._lists.get(param)
+        if tokens is None:
+            tokens = self._lists[param] = split_list(self.config.get(param))
+        return tokens
+
     async def _stage(self, run: Run, stage: Stage, state: SmtpdState) -> Reply | None:
         delay = self.config.bool("smtpd_delay_reject")
         plan: list[tuple[str, str]] = []
@@ -280,7 +288,7 @@ class SmtpdChecks:
         elif stage is Stage.ETRN:
             plan = [("etrn", "smtpd_etrn_restrictions")]
         for kind, param in plan:
-            outcome = await self.run_list(run, ListCtx(kind), split_list(self.config.get(param)), param)
+            outcome = await self.run_list(run, ListCtx(kind), self._tokens(param), param)
             if isinstance(outcome, Reply):
                 return outcome
             if run.discard:

@@ -60,6 +60,7 @@ helpers) and ``parent_domain_matches_subdomains``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -109,10 +110,24 @@ class Entry:
     table: Table | None = None
     unavailable: str | None = None
     network: Network | str | None = field(default=None, compare=False)
+    is_table: bool = field(init=False, compare=False)
+    """A ``type:table`` entry (opened or not), fixed at construction."""
 
-    @property
-    def is_table(self) -> bool:
-        return self.table is not None or self.unavailable is not None
+    def __post_init__(self) -> None:
+        self.is_table = self.table is not None or self.unavailable is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_like(addr: str) -> bool:
+    """Whether ``addr`` has only the characters of an IPv4/IPv6 address (clients
+    repeat, so the answer is remembered)."""
+    return all(ch in _V6_CHARS for ch in addr)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_address(addr: str) -> tuple[int, int] | None:
+    """:func:`parse_address`, remembered per client address."""
+    return parse_address(addr)
 
 
 def _is_dictionary(pattern: str) -> bool:
@@ -131,6 +146,13 @@ class MatchList:
         self.config = config
         self.entries: list[Entry] = []
         self._parse(patterns, False, 0, None, None)
+        by_kind: dict[Matcher, Callable[[Entry, str], bool]] = {
+            Matcher.STRING: self._match_string,
+            Matcher.HOSTNAME: self._match_hostname,
+            Matcher.HOSTADDR: self._match_hostaddr,
+        }
+        #: The comparison of each argument of :meth:`_matches`, in order.
+        self._funcs = tuple(by_kind[m] for m in self.matchers)
 
     # -- building ---------------------------------------------------------
     def _error(self, text: str, file: str | None, line: int | None) -> MatchListError:
@@ -221,7 +243,7 @@ class MatchList:
         return False
 
     def _match_hostaddr(self, entry: Entry, addr: str) -> bool:
-        if not all(ch in _V6_CHARS for ch in addr):
+        if not _address_like(addr):
             return False
         if entry.is_table:
             return self._lookup(entry, addr)
@@ -242,19 +264,14 @@ class MatchList:
             entry.network = parse_network(pattern)
         if isinstance(entry.network, str):
             raise self._retry(entry.network)
-        parsed = parse_address(addr)
+        parsed = _parsed_address(addr)
         return parsed is not None and entry.network.contains(*parsed)
 
     def _matches(self, *args: str) -> bool:
-        folded = [arg.casefold() for arg in args]
-        funcs: dict[Matcher, Callable[[Entry, str], bool]] = {
-            Matcher.STRING: self._match_string,
-            Matcher.HOSTNAME: self._match_hostname,
-            Matcher.HOSTADDR: self._match_hostaddr,
-        }
+        pairs = tuple(zip(self._funcs, [arg.casefold() for arg in args]))
         for entry in self.entries:
-            for matcher, arg in zip(self.matchers, folded):
-                if funcs[matcher](entry, arg):
+            for func, arg in pairs:
+                if func(entry, arg):
                     return not entry.negate
         return False
 

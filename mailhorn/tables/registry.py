@@ -13,8 +13,9 @@ Errors: an unknown type raises :class:`TableConfigError` with Postfix's text
 from __future__ import annotations
 
 import importlib
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from mailhorn.config.load import Config
 from mailhorn.tables.base import OpenOptions, Table, TableConfigError
@@ -38,6 +39,26 @@ TABLE_TYPES: dict[str, str] = {
     "passwd-file": "mailhorn.tables.passwdfile:open_passwd_file",
     "popbeforesmtp": "mailhorn.auth.popbeforesmtp:open_table",
 }
+
+#: Types whose modules load large client libraries (pymysql with cryptography,
+#: psycopg with its own libcrypto, sqlite3): loaded ahead only when named.
+_HEAVY_TYPES = frozenset({"mysql", "pgsql", "sqlite"})
+_TYPE_NAME = re.compile(r"(?<![\w/.-])([a-z][a-z0-9-]*):")
+
+
+def table_modules(texts: Iterable[str]) -> list[str]:
+    """The modules of every table type a process may open, for loading ahead.
+
+    ``texts`` are configuration values (main.cf and master.cf ``-o``); a
+    heavy type is included only when one of them names it (``mysql:...``,
+    also behind ``proxy:``), every other type always.
+    """
+    named: set[str] = set()
+    for text in texts:
+        named.update(match.group(1) for match in _TYPE_NAME.finditer(text))
+    return sorted({target.partition(":")[0] for kind, target in TABLE_TYPES.items()
+                   if kind not in _HEAVY_TYPES or kind in named})
+
 
 _cache: dict[tuple[str, bool], Table] = {}
 _lock = threading.Lock()

@@ -20,6 +20,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.helpers.ports import reserve_port
+
 POSTFIX = "/usr/sbin/postfix"
 POSTCAT = "/usr/sbin/postcat"
 SENDMAIL = "/usr/sbin/sendmail"
@@ -29,12 +31,6 @@ def available() -> bool:
     """Whether a private Postfix can be started here (root, binaries present)."""
     return os.geteuid() == 0 and all(os.path.exists(p) for p in (POSTFIX, POSTCAT, SENDMAIL))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class PostfixOracle:
@@ -47,7 +43,7 @@ class PostfixOracle:
         self.spool = root / "spool"
         self.data = root / "data"
         self.maillog = root / "maillog"
-        self.port = free_port()
+        self.port = reserve_port()
         self.myhostname = myhostname
         for d in (self.etc, self.spool, self.data):
             d.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,8 @@ from mailhorn.cleanup.request import CleanupRequest, CleanupResult, Outcome, Rec
 from mailhorn.config.load import load
 from mailhorn.queue.store import QueueStore
 from tests.cleanup.util import make_rig
-from tests.master.util import Instance, free_port, wait_for
+from tests.helpers.ports import reserve_port
+from tests.master.util import Instance, wait_for
 
 
 Maker = Callable[[str, str], Instance]
@@ -55,7 +56,7 @@ def _reply(f: io.BufferedReader) -> list[str]:
 
 
 def test_sasl_authenticated_header_follows_the_service_override(instance: Maker) -> None:
-    port = free_port()
+    port = reserve_port()
     submission = (f"127.0.0.1:{port} inet n - n - - smtpd\n"
                   "  -o smtpd_sasl_auth_enable=yes\n"
                   "  -o smtpd_sasl_authenticated_header=yes\n"

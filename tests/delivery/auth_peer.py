@@ -18,6 +18,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.helpers.ports import listening_socket
+
 
 @dataclass
 class Seen:
@@ -40,10 +42,7 @@ class AuthPeer:
         self.users = users or {}
         self.require_auth = require_auth
         self.seen = Seen()
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
+        self.listener = listening_socket(backlog=16)
         self.listener.settimeout(0.1)
         self.port = self.listener.getsockname()[1]
         self._stop = False

@@ -24,6 +24,7 @@ from mailhorn.config.load import Config, load
 from mailhorn.delivery.request import DeliveryRecipient, DeliveryRequest, RecipientStatus
 from mailhorn.delivery.smtp import SmtpAgent, make_agent, make_lmtp_agent
 from tests.conftest import require
+from tests.helpers.ports import reserve_port
 
 SINK = "/usr/sbin/smtp-sink"
 T = TypeVar("T")
@@ -91,11 +92,6 @@ def run(coro: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
 
 def wait_listening(host: str, port: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
@@ -117,7 +113,7 @@ class SmtpSink:
         require(os.path.exists(SINK) and shutil.which("smtp-sink") is not None or os.path.exists(SINK),
                 "Postfix's smtp-sink (Debian package postfix)")
         self.host = host
-        self.port = port or free_port(host)
+        self.port = port or reserve_port()
         # smtp-sink writes as nobody: pytest's tmp_path (mode 0700) is out of its reach.
         self.dump_dir = Path(tempfile.mkdtemp(prefix="smtp-sink-"))
         os.chmod(self.dump_dir, 0o777)
@@ -127,6 +123,8 @@ class SmtpSink:
         args += ["-d", str(self.dump_dir) + "/m.", *([] if pipelining else ["-p"]), *options,
                  f"{host}:{self.port}", "64"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        #: What :meth:`stop` removes.
+        self.workdir = self.dump_dir
         wait_listening(host, self.port)
         # The probe connection above is a transaction-less session: no dump.
 
@@ -138,12 +136,18 @@ class SmtpSink:
         return [p.read_bytes() for p in sorted(self.dump_dir.iterdir())]
 
     def wait_messages(self, count: int, timeout: float = 10.0) -> list[bytes]:
+        """At least ``count`` dumps, each written out: smtp-sink creates a dump
+        file before it flushes the transaction into it (even after its 250), so
+        a dump counts once it is non-empty and unchanged over two looks."""
         deadline = time.monotonic() + timeout
+        previous: list[bytes] = []
         while True:
             found = self.messages()
-            if len(found) >= count or time.monotonic() > deadline:
+            settled = found == previous and all(found)
+            if (len(found) >= count and settled) or time.monotonic() > deadline:
                 return found
-            time.sleep(0.02)
+            previous = found
+            time.sleep(0.05)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -152,4 +156,24 @@ class SmtpSink:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
-        shutil.rmtree(self.dump_dir, ignore_errors=True)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class LmtpSink(SmtpSink):
+    """smtp-sink speaking LMTP on a UNIX-domain socket (``self.socket``); one dump per message."""
+
+    def __init__(self, *options: str) -> None:  # not super().__init__: that one listens on TCP
+        require(os.path.exists(SINK), "Postfix's smtp-sink (Debian package postfix)")
+        self.workdir = Path(tempfile.mkdtemp(prefix="lmtp-sink-"))
+        os.chmod(self.workdir, 0o777)
+        self.socket = self.workdir / "lmtp"
+        self.dump_dir = self.workdir / "dumps"
+        self.dump_dir.mkdir(mode=0o777)
+        os.chmod(self.dump_dir, 0o777)
+        self.proc = subprocess.Popen([SINK, "-L", "-u", "nobody", "-d", f"{self.dump_dir}/m.", *options,
+                                      f"unix:{self.socket}", "16"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not self.socket.exists():
+            assert time.monotonic() < deadline, "smtp-sink did not create its socket"
+            time.sleep(0.02)

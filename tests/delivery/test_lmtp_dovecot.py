@@ -144,3 +144,14 @@ def test_lmtp_socket_missing_defers(tmp_path: Path) -> None:
     s = statuses[0]
     assert s.action is Action.DEFERRED and s.dsn == "4.4.1"
     assert s.text == f"connect to client.example.test[{path}]: No such file or directory"
+
+
+def test_lmtp_relative_unix_socket_is_under_queue_directory(tmp_path: Path, dovecot: Dovecot) -> None:
+    """``lmtp:unix:private/dovecot-lmtp`` names a socket under queue_directory, as in Postfix:
+    here the queue directory is Dovecot's run directory and the next hop ``unix:lmtp``."""
+    config = make_config(tmp_path, queue_directory=str(dovecot.socket.parent))
+    request = make_request("unix:lmtp", ["alice@example.test"], MESSAGE, transport="lmtp")
+    [statuses] = run_agent(config, [request], service="lmtp", lmtp=True)
+    assert statuses[0].action is Action.DELIVERED, statuses[0].text
+    assert statuses[0].relay == f"client.example.test[{dovecot.socket}]"
+    assert len(dovecot.maildir_messages("alice")) == 1

@@ -184,3 +184,9 @@ def test_lmtp_never_looks_up_mx() -> None:
     with pytest.raises(ValueError):
         parse_nexthop("[mail.example.com", 25)
     assert isinstance(NotFound("5.4.4", "x"), Exception)
+
+
+def test_parse_nexthop_relative_unix_path_under_base() -> None:
+    hop = parse_nexthop("unix:private/dovecot-lmtp", 24, lmtp=True, base="/var/spool/postfix/")
+    assert hop.unix and hop.host == "/var/spool/postfix/private/dovecot-lmtp"
+    assert parse_nexthop("unix:/run/lmtp", 24, lmtp=True, base="/var/spool/postfix").host == "/run/lmtp"

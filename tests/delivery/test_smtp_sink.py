@@ -118,8 +118,8 @@ def test_no_reply_to_end_of_data_defers_with_duplicate_warning(tmp_path: Path) -
 
 
 def test_connection_refused_defers(tmp_path: Path) -> None:
-    from tests.delivery.smtp_helpers import free_port
-    port = free_port("127.0.0.3")
+    from tests.helpers.ports import reserve_port
+    port = reserve_port()
     [statuses] = run_agent(make_config(tmp_path), [make_request(f"[127.0.0.3]:{port}", ["b@example.net"])])
     s = statuses[0]
     assert s.action is Action.DEFERRED and s.dsn == "4.4.1"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 from mailhorn.config.load import Config
 from mailhorn.config.maincf import parse_main_cf
-from mailhorn.delivery.request import DeliveryRecipient, DeliveryRequest
+from mailhorn.delivery.request import DeliveryRecipient, DeliveryRequest, RecipientStatus
 from mailhorn.queue.store import QueueStore
 
 MESSAGE = (b"Received: from client.example (localhost [127.0.0.1])\n"
@@ -68,3 +70,19 @@ def request_for(store: QueueStore, queue_id: str, transport: str = "local", queu
 def content_of(store: QueueStore, queue_id: str, queue: str = "incoming") -> bytes:
     qf = store.read(queue, queue_id)
     return b"".join(store.content(queue, queue_id, qf))
+
+
+def deliver_local(config: object, store: QueueStore, rcpts: list[str]) -> list[RecipientStatus]:
+    """Queue one message to ``rcpts`` and hand it to a local(8) agent (``config``: a Config); its statuses."""
+    from mailhorn.delivery.local import make_agent
+
+    qid = queue_message(store, [(r, r) for r in rcpts])
+    agent = make_agent(cast(Config, config), "local")
+
+    async def go() -> list[RecipientStatus]:
+        try:
+            return list(await agent.deliver(request_for(store, qid)))
+        finally:
+            await agent.close()
+
+    return asyncio.run(go())

@@ -10,7 +10,6 @@ is the ``dns_servers`` value that reaches it.
 
 from __future__ import annotations
 
-import socket
 import threading
 from types import TracebackType
 
@@ -20,6 +19,8 @@ import dns.name
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
+
+from tests.helpers.ports import bind_tcp_and_udp
 
 Zone = dict[tuple[str, str], list[str]]
 
@@ -31,13 +32,9 @@ class DnsStub:
         self.servfail = {n.lower().rstrip(".") for n in servfail or set()}
         self.drop = {n.lower().rstrip(".") for n in drop or set()}
         self.queries: list[tuple[str, str]] = []
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(("127.0.0.1", 0))
-        self.port = self.udp.getsockname()[1]
-        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind(("127.0.0.1", self.port))
-        self.tcp.listen(8)
+        # One port for both: a TCP port taken already is tried again, not an error.
+        self.tcp, self.udp = bind_tcp_and_udp("127.0.0.1")
+        self.port: int = self.tcp.getsockname()[1]
         self.udp.settimeout(0.05)
         self.tcp.settimeout(0.05)
         self._stop = False

@@ -42,13 +42,7 @@ import hashlib
 import os
 import pwd
 import random
-import shutil
-import signal
 import smtplib
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -59,11 +53,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require
-from tests.master.util import free_port, gone, port_bound, wait_for
+from tests.durability.kill9 import SessionLoop, StartFgServer, make_body, split_message
+from tests.master.util import wait_for
 
 pytestmark = pytest.mark.skipif(os.environ.get("MAILHORN_SKIP_HEAVY") == "1", reason="MAILHORN_SKIP_HEAVY=1")
 
-ROOT = Path(__file__).resolve().parents[2]
 MESSAGES = 2000
 KILLS = 8
 SESSIONS = 4
@@ -96,122 +90,31 @@ class Ledger:
             return len(self.acked)
 
 
-class System:
-    """The mail system under a fresh world-traversable directory, run with ``start-fg``."""
+class System(StartFgServer):
+    """The mail system: smtpd, cleanup, the queue manager and virtual(8) into the four Maildirs."""
 
     def __init__(self) -> None:
-        self.base = Path(tempfile.mkdtemp(prefix="mailhorn-kill9-delivery-"))
-        os.chmod(self.base, 0o755)
-        self.etc = self.base / "etc"
-        self.etc.mkdir()
-        self.queue = self.base / "queue"
+        super().__init__("mailhorn-kill9-delivery-")
         self.vmail = self.base / "vmail"
         self.vmail.mkdir()
-        self.port = free_port()
         if os.geteuid() == 0:
             uid = gid = VMAIL_UID
             os.chown(self.vmail, uid, gid)
         else:
             uid, gid = os.getuid(), os.getgid()
         (self.base / "vmailbox").write_text("".join(f"{m}@{DOMAIN} {DOMAIN}/{m}/\n" for m in MAILBOXES))
-        (self.etc / "main.cf").write_text(
-            f"queue_directory = {self.queue}\nmaillog_file = {self.base / 'maillog'}\n"
-            "inet_interfaces = 127.0.0.1\ninet_protocols = ipv4\n"
-            "myhostname = mx.example.test\nmydomain = example.test\nmydestination =\n"
-            "smtpd_peername_lookup = no\nalias_maps =\nalias_database =\n"
+        self.configure(
+            "alias_maps =\nalias_database =\n"
             f"virtual_mailbox_domains = {DOMAIN}\nvirtual_mailbox_base = {self.vmail}\n"
             f"virtual_mailbox_maps = texthash:{self.base / 'vmailbox'}\n"
             f"virtual_uid_maps = static:{uid}\nvirtual_gid_maps = static:{gid}\n"
             f"virtual_minimum_uid = {min(uid, 100)}\n"
             f"virtual_destination_concurrency_limit = {VIRTUAL_CONCURRENCY}\n"
             # A delivery deferred by a kill is retried within seconds, not minutes.
-            "queue_run_delay = 1s\nminimal_backoff_time = 1s\nmaximal_backoff_time = 2s\n")
-        (self.etc / "master.cf").write_text(
-            f"127.0.0.1:{self.port} inet n - n - - smtpd\n"
+            "queue_run_delay = 1s\nminimal_backoff_time = 1s\nmaximal_backoff_time = 2s\n",
             "cleanup unix n - n - 0 cleanup\n"
             "qmgr unix n - n 300 1 qmgr\n"
             "virtual unix - n n - - virtual\n")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "MAIL_CONFIG"}
-        env["PYTHONPATH"] = str(ROOT)
-        with open(self.base / "stderr", "ab") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mailhorn", "-c", str(self.etc), "start-fg"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env,
-                cwd=str(self.base), start_new_session=True)
-        assert wait_for(lambda: self._banner() or self.proc is None or self.proc.poll() is not None, 60)
-        assert self.proc.poll() is None, (self.base / "stderr").read_text(errors="replace")
-
-    def _banner(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
-                return s.recv(512).startswith(b"220 ")
-        except OSError:
-            return False
-
-    def tree(self) -> list[int]:
-        """Live processes of the server: its process group and every descendant of the master."""
-        assert self.proc is not None
-        pgid = self.proc.pid
-        parents: dict[int, int] = {}
-        found: set[int] = set()
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    text = f.read()
-            except OSError:
-                continue
-            fields = text[text.rfind(")") + 2:].split()
-            if fields[0] == "Z":
-                continue
-            parents[int(name)] = int(fields[1])
-            if fields[2] == str(pgid):
-                found.add(int(name))
-        grew = True
-        while grew:
-            below = {pid for pid, ppid in parents.items() if ppid in found or ppid == pgid} - found
-            grew = bool(below)
-            found |= below
-        return sorted(found)
-
-    def kill9(self) -> int:
-        """SIGKILL to every process of the server at once; returns how many there were."""
-        assert self.proc is not None
-        members = self.tree()
-        assert len(members) >= 2, f"expected master and worker, found {members}"
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        for pid in members:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        self.proc.wait(30)
-        assert wait_for(lambda: all(gone(pid) for pid in members), 30)
-        assert wait_for(lambda: not port_bound(self.port), 30)
-        return len(members)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(30)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(30)
-
-    def remove(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            for pid in self.tree():
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            self.proc.wait(30)
-        shutil.rmtree(self.base, ignore_errors=True)
 
     # -- what is on disk ----------------------------------------------------------------
     def maildir_files(self) -> Iterator[tuple[str, Path]]:
@@ -246,70 +149,33 @@ def system() -> Iterator[System]:
         srv.remove()
 
 
-def make_body(rng: random.Random) -> bytes:
-    """A random body of 0.5-6 KB in CRLF lines, with lines that need dot-stuffing."""
-    lines = []
-    for _ in range(rng.randint(10, 80)):
-        kind = rng.random()
-        if kind < 0.05:
-            lines.append(b".")
-        elif kind < 0.1:
-            lines.append(b"." + rng.randbytes(20).hex().encode())
-        else:
-            lines.append(rng.randbytes(rng.randint(0, 38)).hex().encode())
-    return b"\r\n".join(lines) + b"\r\n"
-
-
-class LedgerClient(threading.Thread):
+class LedgerClient(SessionLoop):
     """One SMTP session after another until the ledger holds MESSAGES acknowledgements."""
 
+    timeout = 30.0
+
     def __init__(self, port: int, tag: str, seed: int, ledger: Ledger, stop: threading.Event) -> None:
-        super().__init__(daemon=True)
-        self.port = port
-        self.tag = tag
-        self.rng = random.Random(seed)
+        super().__init__(port, tag, seed, stop)
         self.ledger = ledger
-        self.stop = stop
 
-    def run(self) -> None:
-        seq = 0
-        while not self.stop.is_set():
-            try:
-                with smtplib.SMTP("127.0.0.1", self.port, timeout=30) as smtp:
-                    smtp.ehlo("ledger.example")
-                    while not self.stop.is_set():
-                        seq += 1
-                        message_id = f"<{self.tag}.{seq}@ledger.example>".encode()
-                        mailbox = self.rng.choice(MAILBOXES)
-                        body = make_body(self.rng)
-                        with self.ledger.lock:
-                            self.ledger.sent[message_id] = Sent(
-                                mailbox, hashlib.sha256(body.replace(b"\r\n", b"\n")).hexdigest())
-                        message = (b"From: <" + SENDER.encode() + b">\r\nSubject: ledger " + message_id
-                                   + b"\r\nMessage-ID: " + message_id + b"\r\n\r\n" + body)
-                        smtp.mail(SENDER)
-                        smtp.rcpt(f"{mailbox}@{DOMAIN}")
-                        code, text = smtp.data(message)
-                        with self.ledger.lock:
-                            if code == 250:
-                                self.ledger.acked.append(message_id)
-                                if len(self.ledger.acked) >= MESSAGES:
-                                    self.stop.set()
-                            else:
-                                self.ledger.refused.append((code, text))
-            except (OSError, smtplib.SMTPException):
-                # The server died under this session: the message in flight was
-                # never acknowledged, so it may or may not be delivered.
-                time.sleep(0.02)
-
-
-def split_message(content: bytes) -> tuple[bytes, bytes]:
-    """(Message-ID, body) of a delivered file (LF line ends)."""
-    head, sep, body = content.partition(b"\n\n")
-    assert sep, "no end of headers"
-    ids = [line.split(b":", 1)[1].strip() for line in head.split(b"\n") if line.lower().startswith(b"message-id:")]
-    assert len(ids) == 1, head
-    return ids[0], body
+    def send_one(self, smtp: smtplib.SMTP, message_id: bytes) -> None:
+        mailbox = self.rng.choice(MAILBOXES)
+        # A random body of 0.5-6 KB.
+        body = make_body(self.rng, 80)
+        with self.ledger.lock:
+            self.ledger.sent[message_id] = Sent(mailbox, hashlib.sha256(body.replace(b"\r\n", b"\n")).hexdigest())
+        message = (b"From: <" + SENDER.encode() + b">\r\nSubject: ledger " + message_id
+                   + b"\r\nMessage-ID: " + message_id + b"\r\n\r\n" + body)
+        smtp.mail(SENDER)
+        smtp.rcpt(f"{mailbox}@{DOMAIN}")
+        code, text = smtp.data(message)
+        with self.ledger.lock:
+            if code == 250:
+                self.ledger.acked.append(message_id)
+                if len(self.ledger.acked) >= MESSAGES:
+                    self.stop.set()
+            else:
+                self.ledger.refused.append((code, text))
 
 
 def test_kill9_during_delivery_loses_nothing_and_duplicates_at_most_the_deliveries_in_flight(

@@ -36,28 +36,22 @@ import hashlib
 import os
 import random
 import re
-import shutil
-import signal
 import smtplib
-import socket
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from mailhorn.queue.store import QueueStore
 from tests.conftest import require, run_mailhorn
-from tests.master.util import free_port, gone, port_bound, wait_for
+from tests.durability.kill9 import SessionLoop, StartFgServer, make_body, split_message
+from tests.master.util import wait_for
 
 pytestmark = pytest.mark.skipif(os.environ.get("MAILHORN_SKIP_HEAVY") == "1", reason="MAILHORN_SKIP_HEAVY=1")
 
-ROOT = Path(__file__).resolve().parents[2]
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 ROUNDS = 20
 LEDGER_SESSIONS = 4
@@ -75,92 +69,14 @@ class Entry:
     body_sha256: str
 
 
-class Server:
-    """A mail system under a fresh world-traversable directory, run with ``start-fg``.
-
-    The directory is not pytest's private tmp: when the tests run as root the
-    workers run as ``mail_owner`` and must reach the queue.
-    """
+class Server(StartFgServer):
+    """The server: master.cf holds only the smtpd, so nothing moves or delivers the queued mail."""
 
     def __init__(self) -> None:
-        self.base = Path(tempfile.mkdtemp(prefix="mailhorn-durability-"))
-        os.chmod(self.base, 0o755)
-        self.etc = self.base / "etc"
-        self.etc.mkdir()
-        self.queue = self.base / "queue"
-        self.port = free_port()
-        (self.etc / "main.cf").write_text(
-            f"queue_directory = {self.queue}\nmaillog_file = {self.base / 'maillog'}\n"
-            "inet_interfaces = 127.0.0.1\ninet_protocols = ipv4\n"
-            "myhostname = mx.example.test\nmydomain = example.test\nmydestination =\n"
-            "smtpd_peername_lookup = no\n")
-        (self.etc / "master.cf").write_text(f"127.0.0.1:{self.port} inet n - n - - smtpd\n")
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__("mailhorn-durability-")
+        self.configure()
         self.store = QueueStore(root=str(self.queue))
 
-    def start(self, env: dict[str, str] | None = None) -> None:
-        full_env = {k: v for k, v in os.environ.items() if k != "MAIL_CONFIG"}
-        full_env["PYTHONPATH"] = str(ROOT)
-        full_env.update(env or {})
-        with open(self.base / "stderr", "ab") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mailhorn", "-c", str(self.etc), "start-fg"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=full_env,
-                cwd=str(self.base), start_new_session=True)
-        assert wait_for(lambda: self._banner() or self.proc is None or self.proc.poll() is not None, 60)
-        assert self.proc.poll() is None, (self.base / "stderr").read_text(errors="replace")
-
-    def _banner(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
-                return s.recv(512).startswith(b"220 ")
-        except OSError:
-            return False
-
-    def group(self) -> list[int]:
-        """Live processes of the server's process group."""
-        assert self.proc is not None
-        pgid = self.proc.pid
-        found = []
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    text = f.read()
-            except OSError:
-                continue
-            fields = text[text.rfind(")") + 2:].split()
-            if fields[2] == str(pgid) and fields[0] != "Z":
-                found.append(int(name))
-        return found
-
-    def kill9(self) -> None:
-        """SIGKILL to master and workers at once; returns when all are gone and the port is free."""
-        assert self.proc is not None
-        members = self.group()
-        assert len(members) >= 2, f"expected master and worker, found {members}"
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(30)
-        assert wait_for(lambda: all(gone(pid) for pid in members), 30)
-        assert wait_for(lambda: not port_bound(self.port), 30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(30)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(30)
-
-    def remove(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(30)
-        shutil.rmtree(self.base, ignore_errors=True)
-
-    # -- the queue ----------------------------------------------------------------
     def content(self, queue_id: str) -> bytes:
         qf = self.store.read("incoming", queue_id)
         assert qf.sender in (SENDER, "load@example.org")
@@ -176,67 +92,29 @@ def server() -> Iterator[Server]:
         srv.remove()
 
 
-def make_body(rng: random.Random) -> bytes:
-    """A random body of 1-24 KB in CRLF lines, with lines that need dot-stuffing."""
-    lines = []
-    for _ in range(rng.randint(10, 300)):
-        kind = rng.random()
-        if kind < 0.05:
-            lines.append(b".")
-        elif kind < 0.1:
-            lines.append(b"." + rng.randbytes(20).hex().encode())
-        else:
-            lines.append(rng.randbytes(rng.randint(0, 38)).hex().encode())
-    return b"\r\n".join(lines) + b"\r\n"
-
-
-class LedgerClient(threading.Thread):
+class LedgerClient(SessionLoop):
     """One client session after another; records every message answered 250."""
 
     def __init__(self, port: int, tag: str, seed: int, stop: threading.Event) -> None:
-        super().__init__(daemon=True)
-        self.port = port
-        self.tag = tag
-        self.rng = random.Random(seed)
-        self.stop = stop
+        super().__init__(port, tag, seed, stop)
         self.acked: list[Entry] = []
         self.refused: list[tuple[int, bytes]] = []
 
-    def run(self) -> None:
-        seq = 0
-        while not self.stop.is_set():
-            try:
-                with smtplib.SMTP("127.0.0.1", self.port, timeout=15) as smtp:
-                    smtp.ehlo("ledger.example")
-                    while not self.stop.is_set():
-                        seq += 1
-                        message_id = f"<{self.tag}.{seq}@ledger.example>".encode()
-                        body = make_body(self.rng)
-                        message = (b"From: <" + SENDER.encode() + b">\r\nTo: <" + RECIPIENT.encode()
-                                   + b">\r\nSubject: ledger " + message_id + b"\r\nMessage-ID: " + message_id
-                                   + b"\r\n\r\n" + body)
-                        smtp.mail(SENDER)
-                        smtp.rcpt(RECIPIENT)
-                        code, text = smtp.data(message)
-                        found = QUEUED.match(text)
-                        if code == 250 and found:
-                            digest = hashlib.sha256(body.replace(b"\r\n", b"\n")).hexdigest()
-                            self.acked.append(Entry(message_id, found.group(1).decode(), digest))
-                        else:
-                            self.refused.append((code, text))
-            except (OSError, smtplib.SMTPException):
-                # The server died under this session: the message in flight
-                # was never acknowledged, so it may or may not be queued.
-                time.sleep(0.02)
-
-
-def split_message(content: bytes) -> tuple[bytes, bytes]:
-    """(Message-ID, body) of queued content (LF line ends, as the queue stores it)."""
-    head, sep, body = content.partition(b"\n\n")
-    assert sep, "no end of headers"
-    ids = [line.split(b":", 1)[1].strip() for line in head.split(b"\n") if line.lower().startswith(b"message-id:")]
-    assert len(ids) == 1, head
-    return ids[0], body
+    def send_one(self, smtp: smtplib.SMTP, message_id: bytes) -> None:
+        # A random body of 1-24 KB.
+        body = make_body(self.rng, 300)
+        message = (b"From: <" + SENDER.encode() + b">\r\nTo: <" + RECIPIENT.encode()
+                   + b">\r\nSubject: ledger " + message_id + b"\r\nMessage-ID: " + message_id
+                   + b"\r\n\r\n" + body)
+        smtp.mail(SENDER)
+        smtp.rcpt(RECIPIENT)
+        code, text = smtp.data(message)
+        found = QUEUED.match(text)
+        if code == 250 and found:
+            digest = hashlib.sha256(body.replace(b"\r\n", b"\n")).hexdigest()
+            self.acked.append(Entry(message_id, found.group(1).decode(), digest))
+        else:
+            self.refused.append((code, text))
 
 
 def check_entry(srv: Server, entry: Entry, seed: int) -> None:

@@ -20,7 +20,8 @@ import pytest
 
 from tests.e2e.conftest import MakeServer
 from tests.e2e.util import Server, dsn_parts, maildir_messages, parse, private_dir, require_smtp_client, wait_messages
-from tests.master.util import free_port, wait_for
+from tests.helpers.ports import reserve_port
+from tests.master.util import wait_for
 
 SENDER = "owner@e2e.test"
 
@@ -36,7 +37,7 @@ def inbox(run_user: pwd.struct_passwd) -> Iterator[Path]:
 
 def unreachable_server(make_server: MakeServer, inbox: Path) -> Server:
     require_smtp_client()
-    closed = free_port()
+    closed = reserve_port()
     server = make_server(
         "mydestination = $myhostname, localhost, e2e.test\n"
         "alias_maps = hash:$config_directory/aliases\nalias_database = hash:$config_directory/aliases\n"

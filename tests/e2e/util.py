@@ -29,13 +29,14 @@ import smtplib
 import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from mailhorn.services import DEFAULT_MASTER_CF
 from tests.conftest import require
-from tests.master.util import ROOT, Instance, free_port, wait_for
+from tests.helpers.mailsystem import Observed, maildir_messages, private_dir
+from tests.helpers.ports import reserve_port
+from tests.master.util import ROOT, Instance, wait_for
 
 #: Settings every instance shares: fast retries, loopback only, no DNS lookups.
 BASE_MAIN_CF = """\
@@ -63,15 +64,6 @@ def master_cf(port: int, extra: str = "") -> str:
             command = {"retry": "error", "relay": "smtp"}.get(name, name)
             text += f"{name} unix - - n - - {command}\n"
     return text + extra
-
-
-def private_dir(prefix: str, owner: pwd.struct_passwd | None = None) -> Path:
-    """A fresh directory under /tmp that other users may traverse, owned by ``owner``."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    os.chmod(path, 0o755)
-    if owner is not None:
-        os.chown(path, owner.pw_uid, owner.pw_gid)
-    return path
 
 
 #: Run in a child process (a failed probe may leave its loop unable to close):
@@ -139,12 +131,12 @@ def require_commands() -> None:
             "loop (the workers' loop) refuses: no |command delivery in an unprivileged server")
 
 
-class Server:
+class Server(Observed):
     """One running mail system; see the module docstring."""
 
     def __init__(self, main_cf: str = "", *, user: pwd.struct_passwd | None = None,
                  master_extra: str = "") -> None:
-        self.port = free_port()
+        self.port = reserve_port()
         self.user = user
         self.inst = Instance(main_cf=BASE_MAIN_CF + main_cf, master_cf=master_cf(self.port, master_extra))
         self.etc = self.inst.etc
@@ -243,38 +235,6 @@ class Server:
     # -- observation -------------------------------------------------------------------
     def log(self) -> str:
         return self.inst.log()
-
-    def wait_log(self, pattern: str, count: int = 1, timeout: float = 30.0) -> list[str]:
-        """Log lines matching ``pattern`` (a regex), once there are ``count`` of them."""
-        regex = re.compile(pattern)
-
-        def lines() -> list[str]:
-            return [line for line in self.log().splitlines() if regex.search(line)]
-
-        assert wait_for(lambda: len(lines()) >= count, timeout), \
-            f"no {count} log lines matching {pattern!r}:\n{self.log()}"
-        return lines()
-
-    def queue_ids(self, queue: str) -> list[str]:
-        root = self.queue / queue
-        if not root.is_dir():
-            return []
-        return sorted(name for _dir, _subdirs, names in os.walk(root) for name in names)
-
-    def wait_queue_empty(self, timeout: float = 30.0) -> None:
-        queues = ("maildrop", "incoming", "active", "deferred")
-        assert wait_for(lambda: not any(self.queue_ids(q) for q in queues), timeout), \
-            f"queue not empty: {[(q, self.queue_ids(q)) for q in queues]}\n{self.log()}"
-
-
-def maildir_messages(maildir: Path) -> list[Path]:
-    """Files in a Maildir's ``new`` and ``cur``, oldest name first."""
-    found: list[Path] = []
-    for sub in ("new", "cur"):
-        d = maildir / sub
-        if d.is_dir():
-            found += sorted(d.iterdir())
-    return found
 
 
 def wait_messages(maildir: Path, count: int, timeout: float = 30.0) -> list[Path]:

@@ -33,7 +33,8 @@ from pathlib import Path
 from mailhorn.cli.control import children_of
 from mailhorn.config.load import load
 from mailhorn.master import control
-from tests.master.util import ROOT, free_port, gone, wait_for
+from tests.helpers.ports import reserve_port
+from tests.master.util import ROOT, gone, wait_for
 
 #: Listening services of a quickstart instance, by master.cf service name.
 SERVICES = ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps")
@@ -101,7 +102,7 @@ class Site:
     # -- control -------------------------------------------------------------------
     def remap_ports(self, services: Sequence[str] = SERVICES, **settings: str) -> None:
         """Move the services to free ports on 127.0.0.1; log to a file; more ``settings``."""
-        self.ports = {name: free_port() for name in services}
+        self.ports = {name: reserve_port() for name in services}
         known = ", ".join(f"{name}={port}" for name, port in self.ports.items())
         self.postconf(f"known_tcp_ports = {known}", "inet_interfaces = 127.0.0.1", "inet_protocols = ipv4",
                       "smtpd_peername_lookup = no", "master_drain_time = 2s", f"maillog_file = {self.maillog}",

@@ -26,12 +26,13 @@ from tests.filter.util import (
     send,
     vmail_owner,
 )
-from tests.master.util import free_port, wait_for
+from tests.helpers.ports import reserve_port
+from tests.master.util import wait_for
 
 
 def seed_002(make_mailhorn: MakeMailhorn, filter_port: int) -> tuple[Mailhorn, int, int, Path]:
     """A mail system configured as seed 002's clamsmtp section, with virtual mailboxes."""
-    port, reinject = free_port(), free_port()
+    port, reinject = reserve_port(), reserve_port()
     owner = vmail_owner()
     master_cf = f"""\
 127.0.0.1:{port} inet n - n - - smtpd
@@ -87,7 +88,7 @@ def message(subject: str, body: str) -> str:
 def test_clean_mail_passes_clamsmtpd_and_is_delivered_once(
         make_mailhorn: MakeMailhorn, make_clamsmtp: MakeClamSmtp) -> None:
     require_clamsmtp()
-    filter_port = free_port()
+    filter_port = reserve_port()
     mh, port, reinject, vmail = seed_002(make_mailhorn, filter_port)
     clam = make_clamsmtp(filter_port, reinject, "drop")
     clam.start()
@@ -119,7 +120,7 @@ def test_clean_mail_passes_clamsmtpd_and_is_delivered_once(
 def test_infected_mail_is_dropped_by_the_filter_and_never_delivered(
         make_mailhorn: MakeMailhorn, make_clamsmtp: MakeClamSmtp) -> None:
     require_clamsmtp()
-    filter_port = free_port()
+    filter_port = reserve_port()
     mh, port, reinject, vmail = seed_002(make_mailhorn, filter_port)
     clam = make_clamsmtp(filter_port, reinject, "drop")
     clam.start()
@@ -145,7 +146,7 @@ def test_infected_mail_is_dropped_by_the_filter_and_never_delivered(
 def test_infected_mail_is_refused_by_the_filter_and_bounced(
         make_mailhorn: MakeMailhorn, make_clamsmtp: MakeClamSmtp) -> None:
     require_clamsmtp()
-    filter_port = free_port()
+    filter_port = reserve_port()
     mh, port, reinject, vmail = seed_002(make_mailhorn, filter_port)
     clam = make_clamsmtp(filter_port, reinject, "bounce")
     clam.start()

@@ -17,12 +17,13 @@ from pathlib import Path
 
 from tests.filter.conftest import MakeClamSmtp, MakeMailhorn
 from tests.filter.util import Mailhorn, maildir_messages, require_clamsmtp, send, vmail_owner
-from tests.master.util import free_port, wait_for
+from tests.helpers.ports import reserve_port
+from tests.master.util import wait_for
 
 
 def seed_003(make_mailhorn: MakeMailhorn, main_extra: str) -> tuple[Mailhorn, int, int, Path]:
     """Seed 003's filter transport and reinjection service; ``@ETC@`` in ``main_extra`` is the config dir."""
-    port, reinject = free_port(), free_port()
+    port, reinject = reserve_port(), reserve_port()
     owner = vmail_owner()
     master_cf = f"""\
 127.0.0.1:{port} inet n - n - - smtpd
@@ -75,7 +76,7 @@ def message(subject: str) -> str:
 def test_check_client_access_filter_routes_through_the_filter(
         make_mailhorn: MakeMailhorn, make_clamsmtp: MakeClamSmtp) -> None:
     require_clamsmtp()
-    filter_port = free_port()
+    filter_port = reserve_port()
     mh, port, reinject, vmail = seed_003(
         make_mailhorn, "smtpd_client_restrictions = check_client_access texthash:@ETC@/client_access\n")
     mh.write("client_access", f"127.0.0.1 FILTER amavis:[127.0.0.1]:{filter_port}\n")
@@ -98,7 +99,7 @@ def test_check_client_access_filter_routes_through_the_filter(
 def test_header_checks_filter_routes_only_the_matching_message(
         make_mailhorn: MakeMailhorn, make_clamsmtp: MakeClamSmtp) -> None:
     require_clamsmtp()
-    filter_port = free_port()
+    filter_port = reserve_port()
     mh, port, reinject, vmail = seed_003(make_mailhorn, "header_checks = regexp:@ETC@/header_checks\n")
     mh.write("header_checks", f"/^Subject: scan me/ FILTER amavis:[127.0.0.1]:{filter_port}\n")
     make_clamsmtp(filter_port, reinject, "drop").start()

@@ -31,7 +31,8 @@ import pytest
 from tests.cleanup.postfix_oracle import PostfixOracle, available
 from tests.conftest import require
 from tests.filter.conftest import MakeMailhorn
-from tests.master.util import free_port, wait_for
+from tests.helpers.ports import listening_socket, reserve_port
+from tests.master.util import wait_for
 
 MESSAGES = 200
 #: How long the witness holds server replies waiting for a pipelined RCPT TO.
@@ -43,9 +44,7 @@ class PipelineWitness:
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
+        self.listener = listening_socket(backlog=64)
         self.port = int(self.listener.getsockname()[1])
         self.lock = threading.Lock()
         self.connections = 0
@@ -158,7 +157,7 @@ def test_two_hundred_messages_reach_postfix_exactly_once_pipelined_over_reused_c
         make_mailhorn: MakeMailhorn, postfix: PostfixOracle) -> None:
     witness = PipelineWitness(postfix.port)
     try:
-        port = free_port()
+        port = reserve_port()
         mh = make_mailhorn(
             "myhostname = mx.relay.test\nmydomain = relay.test\nmydestination =\nmynetworks = 127.0.0.0/8\n"
             f"relayhost = [127.0.0.1]:{witness.port}\n"

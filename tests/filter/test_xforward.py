@@ -20,7 +20,8 @@ import re
 
 from tests.filter.conftest import MakeMailhorn
 from tests.filter.util import maildir_messages, send, vmail_owner
-from tests.master.util import free_port, wait_for
+from tests.helpers.ports import reserve_port
+from tests.master.util import wait_for
 
 REINJECT_OPTIONS = """\
     -o content_filter=
@@ -32,7 +33,7 @@ REINJECT_OPTIONS = """\
 
 def test_xforward_is_sent_when_asked_and_accepted_only_from_authorized_clients(
         make_mailhorn: MakeMailhorn) -> None:
-    port, r1, r2 = free_port(), free_port(), free_port()
+    port, r1, r2 = reserve_port(), reserve_port(), reserve_port()
     owner = vmail_owner()
     master_cf = (f"127.0.0.1:{port} inet n - n - - smtpd\n"
                  "qmgr unix n - n 300 1 qmgr\n"

@@ -24,12 +24,13 @@ import smtplib
 import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from tests.conftest import require
-from tests.master.util import ROOT, free_port, gone, wait_for
+from tests.helpers.mailsystem import Observed, maildir_messages, private_dir
+from tests.helpers.procs import group_members
+from tests.master.util import ROOT, wait_for
 
 CLAMD = "/usr/sbin/clamd"
 CLAMSMTPD = "/usr/sbin/clamsmtpd"
@@ -104,14 +105,10 @@ _BOOT_PLAIN = "import sys; from mailhorn.cli.main import main; sys.exit(main(['m
 _BOOT_NO_UVLOOP = "import sys; sys.modules['uvloop'] = None; " + _BOOT_PLAIN
 
 
-def private_dir(prefix: str) -> Path:
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    os.chmod(path, 0o755)
-    return path
-
-
-class Mailhorn:
+class Mailhorn(Observed):
     """One running mail system (see the module docstring)."""
+
+    wait_timeout = 60.0
 
     def __init__(self, main_cf: str, master_cf: str) -> None:
         self.base = private_dir("mailhorn-filter-")
@@ -158,12 +155,12 @@ class Mailhorn:
             except subprocess.TimeoutExpired:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(30)
-        for pid in _group(proc.pid):
+        for pid in group_members(proc.pid):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        assert wait_for(lambda: not _group(proc.pid), 30)
+        assert wait_for(lambda: not group_members(proc.pid), 30)
 
     def remove(self) -> None:
         self.stop()
@@ -175,44 +172,6 @@ class Mailhorn:
             return self.maillog.read_text(errors="replace")
         except FileNotFoundError:
             return ""
-
-    def log_lines(self, pattern: str) -> list[str]:
-        regex = re.compile(pattern)
-        return [line for line in self.log().splitlines() if regex.search(line)]
-
-    def wait_log(self, pattern: str, count: int = 1, timeout: float = 60.0) -> list[str]:
-        """Log lines matching ``pattern`` (a regex), once there are ``count`` of them."""
-        assert wait_for(lambda: len(self.log_lines(pattern)) >= count, timeout), \
-            f"no {count} log lines matching {pattern!r}:\n{self.log()}"
-        return self.log_lines(pattern)
-
-    def queue_ids(self, queue: str) -> list[str]:
-        root = self.queue / queue
-        if not root.is_dir():
-            return []
-        return sorted(name for _dir, _subdirs, names in os.walk(root) for name in names)
-
-    def wait_queue_empty(self, timeout: float = 60.0) -> None:
-        queues = ("maildrop", "incoming", "active", "deferred")
-        assert wait_for(lambda: not any(self.queue_ids(q) for q in queues), timeout), \
-            f"queue not empty: {[(q, self.queue_ids(q)) for q in queues]}\n{self.log()}"
-
-
-def _group(pgid: int) -> list[int]:
-    """Live members of a process group."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                text = f.read()
-        except OSError:
-            continue
-        fields = text[text.rfind(")") + 2:].split()
-        if fields[2] == str(pgid) and not gone(int(name)):
-            found.append(int(name))
-    return found
 
 
 def send(port: int, sender: str, recipients: Sequence[str], message: str, *,
@@ -230,15 +189,6 @@ def send(port: int, sender: str, recipients: Sequence[str], message: str, *,
     found = re.search(rb"queued as ([0-9A-Za-z]+)", text)
     assert found is not None, text
     return found.group(1).decode()
-
-
-def maildir_messages(maildir: Path) -> list[Path]:
-    found: list[Path] = []
-    for sub in ("new", "cur"):
-        d = maildir / sub
-        if d.is_dir():
-            found += sorted(d.iterdir())
-    return found
 
 
 def vmail_owner() -> pwd.struct_passwd:

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mailhorn.mailstore import quota
-from mailhorn.mailstore.maildir import Mailbox, deliver, parse_name
+from mailhorn.mailstore.maildir import Mailbox, parse_name
+from mailhorn.mailstore.writer import deliver
 from tests.conftest import ROOT
 
 WORKERS = 6
@@ -59,7 +60,7 @@ def test_concurrent_deliveries_never_collide_or_lose_mail(tmp_path: Path) -> Non
 
 _CHILD = """
 import sys
-from mailhorn.mailstore.maildir import deliver
+from mailhorn.mailstore.writer import deliver
 root = sys.argv[1]
 if sys.argv[2] == "stdin":
     deliver(root, sys.stdin.buffer)

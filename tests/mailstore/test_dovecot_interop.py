@@ -9,7 +9,8 @@ from __future__ import annotations
 import io
 
 from mailhorn.mailstore import folders, quota
-from mailhorn.mailstore.maildir import Mailbox, deliver
+from mailhorn.mailstore.maildir import Mailbox
+from mailhorn.mailstore.writer import deliver
 from tests.mailstore.conftest import Dovecot
 
 

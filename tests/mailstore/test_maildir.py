@@ -16,7 +16,8 @@ import pytest
 from mailhorn.mailstore import uidlist
 from mailhorn.mailstore.errors import CorruptFile, DiskFull, LockTimeout, NoSuchFolder
 from mailhorn.mailstore.lock import DotLock
-from mailhorn.mailstore.maildir import Mailbox, clean_tmp, deliver, parse_name
+from mailhorn.mailstore.maildir import Mailbox, parse_name
+from mailhorn.mailstore.writer import clean_tmp, deliver
 from tests.conftest import require
 
 NAME_RE = re.compile(r"^(\d+)\.M(\d+)P(\d+)Q(\d+)\.([^,:/]+),S=(\d+),W=(\d+)$")

@@ -11,7 +11,8 @@ import pytest
 
 from mailhorn.mailstore import folders, quota
 from mailhorn.mailstore.errors import QuotaExceeded
-from mailhorn.mailstore.maildir import Mailbox, deliver
+from mailhorn.mailstore.maildir import Mailbox
+from mailhorn.mailstore.writer import deliver
 
 
 def test_limits_parse_and_format() -> None:

@@ -16,7 +16,8 @@ import importlib
 import pytest
 
 from tests.conftest import require
-from tests.master.util import ROOT, Instance, free_port, gone, port_bound, uid_of, wait_for
+from tests.helpers.ports import reserve_port
+from tests.master.util import ROOT, Instance, gone, port_bound, uid_of, wait_for
 
 
 
@@ -69,7 +70,7 @@ def banner(port: int) -> str:
 
 
 def test_start_status_stop(make: type[Instance]) -> None:
-    port = free_port()
+    port = reserve_port()
     mh = make(master_cf=smtpd_entry(port) + BASE_SERVICES)
     started = mh.ctl("start")
     assert (started.returncode, started.stderr) == (0, "mailhorn/postfix-script: starting the mail system\n")
@@ -145,7 +146,7 @@ def test_bad_configuration_is_fatal(make: type[Instance]) -> None:
 
 
 def test_killed_worker_is_restarted(make: type[Instance]) -> None:
-    port = free_port()
+    port = reserve_port()
     mh = make(main_cf="master_worker_count = 2\n", master_cf=steady(port))
     assert mh.ctl("start").returncode == 0
     workers = mh.started_workers(2)
@@ -169,7 +170,7 @@ def test_workers_run_as_mail_owner(make: type[Instance]) -> None:
     mh: Instance | None = None
     try:
         entry = pwd.getpwnam(user)
-        port = free_port()
+        port = reserve_port()
         mh = make(main_cf=f"mail_owner = {user}\n", master_cf=steady(port))
         assert mh.ctl("start").returncode == 0
         master = mh.master_pid()
@@ -205,7 +206,7 @@ def test_start_as_an_ordinary_user(make: type[Instance]) -> None:
     mh: Instance | None = None
     try:
         entry = pwd.getpwnam(user)
-        port = free_port()
+        port = reserve_port()
         mh = make(master_cf=steady(port))
         for path in (mh.base, mh.etc, mh.etc / "main.cf", mh.etc / "master.cf"):
             os.chown(path, entry.pw_uid, entry.pw_gid)
@@ -231,7 +232,7 @@ def test_start_as_an_ordinary_user(make: type[Instance]) -> None:
 
 
 def test_reload(make: type[Instance]) -> None:
-    old_port, new_port = free_port(), free_port()
+    old_port, new_port = reserve_port(), reserve_port()
     mh = make(master_cf=smtpd_entry(old_port, "{ smtpd_banner = $myhostname before }") + BASE_SERVICES)
     assert mh.ctl("start").returncode == 0
     if SMTPD_READY:
@@ -274,7 +275,7 @@ def test_reload(make: type[Instance]) -> None:
 
 
 def test_abort_kills_master_and_workers(make: type[Instance]) -> None:
-    mh = make(main_cf="master_worker_count = 2\n", master_cf=steady(free_port()))
+    mh = make(main_cf="master_worker_count = 2\n", master_cf=steady(reserve_port()))
     assert mh.ctl("start").returncode == 0
     pid = mh.master_pid()
     workers = list(mh.started_workers(2).values())
@@ -293,7 +294,7 @@ def test_flush_reaches_the_master(make: type[Instance]) -> None:
 
 
 def test_start_fg_stays_in_the_foreground(make: type[Instance]) -> None:
-    port = free_port()
+    port = reserve_port()
     mh = make(master_cf=smtpd_entry(port) + BASE_SERVICES)
     env = {k: v for k, v in os.environ.items() if k != "MAIL_CONFIG"}
     env["PYTHONPATH"] = str(ROOT)
@@ -319,7 +320,7 @@ def test_start_fg_stays_in_the_foreground(make: type[Instance]) -> None:
 
 def test_connection_limits_are_shared_by_all_workers(make: type[Instance]) -> None:
     require(SMTPD_READY, "mailhorn.smtpd.server is not in place yet")
-    port = free_port()
+    port = reserve_port()
     mh = make(main_cf=("master_worker_count = 3\nsmtpd_client_connection_count_limit = 2\n"
                        "smtpd_client_event_limit_exceptions =\n"),
               master_cf=smtpd_entry(port) + BASE_SERVICES)
@@ -359,7 +360,7 @@ def test_connection_limits_are_shared_by_all_workers(make: type[Instance]) -> No
 
 def test_start_fg_tells_systemd_ready_reloading_and_stopping(make: type[Instance], tmp_path: Path) -> None:
     """A Type=notify unit learns READY=1 (with MAINPID), RELOADING=1/READY=1 and STOPPING=1."""
-    port = free_port()
+    port = reserve_port()
     mh = make(master_cf=smtpd_entry(port) + BASE_SERVICES)
     notify_path = str(tmp_path / "notify.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

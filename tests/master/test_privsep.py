@@ -8,12 +8,12 @@ clients against the running master.
 
 from __future__ import annotations
 
+import concurrent.futures
 import imaplib
 import json
 import os
 import poplib
 import pwd
-import smtplib
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -23,27 +23,13 @@ import pytest
 
 from mailhorn.services import DEFAULT_MASTER_CF
 from tests.conftest import require, run_mailhorn
-from tests.master.util import Instance, free_port, uid_of, wait_for
+from tests.helpers.ports import reserve_port
+from tests.helpers.procs import process_tree
+from tests.master.util import (
+    Instance, as_owner_request, free_uid, send_mail, uid_of, useradd, userdel, wait_for,
+)
 
 PASSWORD = "Segredo-123"
-
-
-def _free_uid(start: int) -> int:
-    uid = start
-    while True:
-        try:
-            pwd.getpwuid(uid)
-        except KeyError:
-            return uid
-        uid += 1
-
-
-def _useradd(*args: str) -> None:
-    subprocess.run(["useradd", *args], check=True, capture_output=True)
-
-
-def _userdel(name: str) -> None:
-    assert wait_for(lambda: subprocess.run(["userdel", "-r", name], capture_output=True).returncode in (0, 6, 12))
 
 
 def _groups_of(pid: int) -> tuple[int, int, list[int]]:
@@ -75,16 +61,16 @@ def system() -> Iterator[System]:
     mh = Instance()
     made: list[str] = []
     try:
-        _useradd("--system", "--no-create-home", "--shell", "/usr/sbin/nologin", owner)
+        useradd("--system", "--no-create-home", "--shell", "/usr/sbin/nologin", owner)
         made.append(owner)
         home = mh.base / "home" / user
         (mh.base / "home").mkdir(mode=0o755)
-        _useradd("--create-home", "--home-dir", str(home), "--shell", "/bin/sh", user)
+        useradd("--create-home", "--home-dir", str(home), "--shell", "/bin/sh", user)
         made.append(user)
         os.chmod(home, 0o700)
         subprocess.run(["chpasswd"], input=f"{user}:{PASSWORD}\n", text=True, check=True)
-        vuid = 5000 if _free_uid(5000) == 5000 else _free_uid(5001)
-        _useradd("--system", "--no-create-home", "--uid", str(vuid), "--user-group", "--shell",
+        vuid = 5000 if free_uid(5000) == 5000 else free_uid(5001)
+        useradd("--system", "--no-create-home", "--uid", str(vuid), "--user-group", "--shell",
                  "/usr/sbin/nologin", vmail)
         made.append(vmail)
         vm = pwd.getpwnam(vmail)
@@ -97,7 +83,7 @@ def system() -> Iterator[System]:
         (mh.etc / "aliases").write_text(f"root: {user}\npostmaster: root\n"
                                         f"runcmd: \"|/bin/sh -c 'id -u > {out}/uid; cat > {out}/msg'\"\n")
         (mh.etc / "vmailbox").write_text("v@virt.test virt.test/v/\n")
-        ports = {"smtp": free_port(), "pop3": free_port(), "imap": free_port()}
+        ports = {"smtp": reserve_port(), "pop3": reserve_port(), "imap": reserve_port()}
         mh.write_main(
             f"mail_owner = {owner}\nmyhostname = mail.home.lan\nmydomain = home.lan\n"
             "mydestination = $myhostname, localhost.$mydomain, localhost, $mydomain\n"
@@ -123,13 +109,11 @@ def system() -> Iterator[System]:
     finally:
         mh.remove()
         for name in reversed(made):
-            _userdel(name)
+            userdel(name)
 
 
 def _send(system: System, rcpt: str, subject: str) -> None:
-    with smtplib.SMTP("127.0.0.1", system.ports["smtp"], timeout=30) as smtp:
-        smtp.sendmail("sender@example.org", [rcpt],
-                      f"From: sender@example.org\r\nTo: {rcpt}\r\nSubject: {subject}\r\n\r\nbody {subject}\r\n")
+    send_mail(system.ports["smtp"], rcpt, subject)
 
 
 def _delivered(system: System, new: Path, count: int) -> list[Path]:
@@ -223,21 +207,25 @@ def test_root_master_delivers_and_serves_through_the_spawner(system: System) -> 
     assert f"/pop3({user.pw_name})[" in mh.log()
 
 
+def test_concurrent_virtual_deliveries_share_one_helper(system: System) -> None:
+    """Deliveries to one identity run side by side through one helper process:
+    each concurrent delivery gets a channel to it, not a process of its own."""
+    master = system.mh.master_pid()
+    assert master is not None
+    count = 24
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: _send(system, "v@virt.test", f"parallel {n}"), range(count)))
+    files = _delivered(system, system.vbase / "virt.test" / "v" / "new", count)
+    assert len(files) == count
+    assert {os.stat(p).st_uid for p in files} == {system.vmail.pw_uid}
+    subjects = {p.read_text().split("Subject: ", 1)[1].split("\n", 1)[0] for p in files}
+    assert subjects == {f"parallel {n}" for n in range(count)}
+    as_vmail = [pid for pid in process_tree(master) if uid_of(pid) == system.vmail.pw_uid]
+    assert len(as_vmail) == 1, as_vmail
+
+
 def _as_owner_request(system: System, message: dict[str, object], fds_wanted: int) -> str:
-    """Send ``message`` to the spawner from a process running as mail_owner; the answer."""
-    path = system.mh.base / "queue" / "pid" / "privsep" / "spawner"
-    script = (
-        "import json, os, socket, sys\n"
-        f"os.setgroups([]); os.setgid({system.owner.pw_gid}); os.setuid({system.owner.pw_uid})\n"
-        "s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n"
-        f"s.connect({str(path)!r})\n"
-        f"pairs = [socket.socketpair() for _ in range({fds_wanted})]\n"
-        "socket.send_fds(s, [sys.stdin.buffer.read()], [p[1].fileno() for p in pairs])\n"
-        "print(s.recv(65536).decode())\n")
-    done = subprocess.run(["python3", "-c", script], input=json.dumps(message), capture_output=True, text=True,
-                          timeout=30)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    return as_owner_request(system.mh, system.owner, message, fds_wanted)
 
 
 def test_spawner_refuses_root_and_strangers(system: System) -> None:
@@ -258,7 +246,7 @@ def test_spawner_refuses_root_and_strangers(system: System) -> None:
     answer = json.loads(_as_owner_request(system, {"op": "helper", "identity": low}, 1))
     assert answer["error"]["kind"] == "refused" and "virtual_minimum_uid" in answer["error"]["message"]
 
-    stranger = _free_uid(60000)
+    stranger = free_uid(60000)
     ghost = {"kind": "local", "user": "ghost", "uid": stranger, "gid": stranger, "groups": [stranger], "home": "/"}
     answer = json.loads(_as_owner_request(system, {"op": "helper", "identity": ghost}, 1))
     assert answer["error"]["kind"] == "refused" and "passwd" in answer["error"]["message"]

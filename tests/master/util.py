@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import pwd
 import shutil
 import signal
+import smtplib
 import socket
 import subprocess
 import sys
@@ -19,12 +22,6 @@ from mailhorn.master import control
 from mailhorn.master.supervisor import worker_count
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def port_bound(port: int) -> bool:
@@ -143,3 +140,50 @@ class Instance:
     def remove(self) -> None:
         self.kill_everything()
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+# -- system accounts and the spawner, for tests of a master started as root -----------------
+
+def free_uid(start: int) -> int:
+    """The first uid from ``start`` on that no account has."""
+    uid = start
+    while True:
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            return uid
+        uid += 1
+
+
+def useradd(*args: str) -> None:
+    subprocess.run(["useradd", *args], check=True, capture_output=True)
+
+
+def userdel(name: str) -> None:
+    assert wait_for(lambda: subprocess.run(["userdel", "-r", name], capture_output=True).returncode in (0, 6, 12))
+
+
+def send_mail(port: int, rcpt: str, subject: str) -> None:
+    """One message over SMTP to 127.0.0.1:``port`` (body ``body SUBJECT``)."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+        smtp.sendmail("sender@example.org", [rcpt],
+                      f"From: sender@example.org\r\nTo: {rcpt}\r\nSubject: {subject}\r\n\r\nbody {subject}\r\n")
+
+
+def as_owner_request(mh: Instance, owner: pwd.struct_passwd, message: dict[str, object],
+                     fds_wanted: int = 1) -> str:
+    """Send ``message`` with ``fds_wanted`` socket ends to the spawner of ``mh``, from a
+    process running as ``owner`` (mail_owner); the answer as text."""
+    path = mh.base / "queue" / "pid" / "privsep" / "spawner"
+    script = (
+        "import os, socket, sys\n"
+        f"os.setgroups([]); os.setgid({owner.pw_gid}); os.setuid({owner.pw_uid})\n"
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n"
+        f"s.connect({str(path)!r})\n"
+        f"pairs = [socket.socketpair() for _ in range({fds_wanted})]\n"
+        "socket.send_fds(s, [sys.stdin.buffer.read()], [p[1].fileno() for p in pairs])\n"
+        "print(s.recv(65536).decode())\n")
+    done = subprocess.run(["python3", "-c", script], input=json.dumps(message), capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()

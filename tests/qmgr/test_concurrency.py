@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import ROOT
-from tests.qmgr.util import MASTER_CF, command_user, make_setup
+from tests.qmgr.util import MASTER_CF, command_user, make_setup, run_incoming
 
 
 def test_process_and_destination_limits(tmp_path: Path) -> None:
@@ -36,11 +36,7 @@ def test_process_and_destination_limits(tmp_path: Path) -> None:
         s.submit(f"v+{i}@example.org")
     qm = s.manager()
 
-    async def go() -> None:
-        await qm.scan("incoming")
-        await qm.drain()
-
-    asyncio.run(go())
+    run_incoming(qm)
     removed = [t for t in s.tagged() if t.endswith(": removed")]
     assert len(removed) == 16
     peak = qm.scheduler.peak

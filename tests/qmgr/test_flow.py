@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import os
 import re
 from pathlib import Path
 
 from mailhorn.queue import defer_log
-from tests.qmgr.util import BODY, make_setup
+from tests.qmgr.util import BODY, make_setup, run_incoming
 
 LINE = re.compile(r"^(?P<id>\w+): to=<(?P<to>[^>]*)>, (?:orig_to=<[^>]*>, )?relay=(?P<relay>\S+), "
                   r"delay=[\d.]+, delays=[\d.]+/[\d.]+/[\d.]+/[\d.]+, dsn=(?P<dsn>\d\.\d+\.\d+), "
@@ -35,11 +34,7 @@ def test_discard_delivers_and_removes(tmp_path: Path) -> None:
     queue_id = s.submit("gone@example.com", "other@example.com")
     qm = s.manager()
 
-    async def go() -> None:
-        assert await qm.scan("incoming") == 1
-        await qm.drain()
-
-    asyncio.run(go())
+    assert run_incoming(qm) == 1
     tagged = s.tagged()
     assert tagged[0] == f"qmgr: {queue_id}: from=<a@example.org>, size={len(BODY)}, nrcpt=2 (queue active)"
     sent = [LINE.match(t.split(": ", 1)[1]) for t in tagged if t.startswith("discard: ")]
@@ -57,11 +52,7 @@ def test_error_transport_bounces_with_its_text(tmp_path: Path) -> None:
     queue_id = s.submit("x@example.com", "y@example.com")
     qm = s.manager()
 
-    async def go() -> None:
-        await qm.scan("incoming")
-        await qm.drain()
-
-    asyncio.run(go())
+    run_incoming(qm)
     lines = [LINE.match(t.split(": ", 1)[1]) for t in s.tagged() if t.startswith("error: ")]
     assert sorted((m["to"], m["dsn"], m["status"], m["text"]) for m in lines if m) == [
         ("x@example.com", "5.1.1", "bounced", "mailbox unavailable"),
@@ -85,11 +76,7 @@ def test_retry_defers_and_records_reason(tmp_path: Path) -> None:
     queue_id = s.submit("z@example.com")
     qm = s.manager()
 
-    async def go() -> None:
-        await qm.scan("incoming")
-        await qm.drain()
-
-    asyncio.run(go())
+    run_incoming(qm)
     lines = [LINE.match(t.split(": ", 1)[1]) for t in s.tagged() if t.startswith("error: ")]
     assert [(m["to"], m["dsn"], m["status"], m["text"]) for m in lines if m] == [
         ("z@example.com", "4.4.1", "deferred", "try later")]
@@ -110,11 +97,7 @@ def test_corrupt_files_move_to_corrupt(tmp_path: Path) -> None:
         path.write_bytes(bytes(data))
     qm = s.manager()
 
-    async def go() -> None:
-        await qm.scan("incoming")
-        await qm.drain()
-
-    asyncio.run(go())
+    run_incoming(qm)
     assert s.queue("corrupt") == sorted([envelope, content])
     assert s.queue("active") == [] and s.queue("deferred") == []
     tagged = s.tagged()
@@ -128,11 +111,7 @@ def test_resolver_errors_and_double_bounce(tmp_path: Path) -> None:
     queue_id = s.submit("double-bounce@mail.example.org", "-opt@mail.example.org", sender="")
     qm = s.manager()
 
-    async def go() -> None:
-        await qm.scan("incoming")
-        await qm.drain()
-
-    asyncio.run(go())
+    run_incoming(qm)
     tagged = s.tagged()
     qmgr_lines = [LINE.match(t.split(": ", 1)[1]) for t in tagged if t.startswith("qmgr: ") and "to=<" in t]
     assert [(m["to"], m["dsn"], m["status"], m["text"]) for m in qmgr_lines if m] == [

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from mailhorn.config.load import Config
 from mailhorn.config.mastercf import parse_master_cf
 from mailhorn.delivery.pipe import PipeAgent, expand_argv, make_agent, parse_attributes
 from mailhorn.delivery.request import Action, DeliveryRecipient, DeliveryRequest, RecipientStatus
-from tests.qmgr.util import BODY, MASTER_CF, command_user, make_setup
+from tests.qmgr.util import BODY, MASTER_CF, command_user, make_setup, run_incoming
 
 SEED = "maildrop unix - n n - - pipe flags=DRhu user=vmail argv=/usr/bin/maildrop -d ${recipient}"
 
@@ -120,11 +119,7 @@ def test_pipe_through_the_queue_manager(tmp_path: Path, shared_dir: Path) -> Non
     queue_id = s.submit("p@example.com", "q+ext@example.com", body=body)
     qm = s.manager()
 
-    async def go() -> None:
-        await qm.scan("incoming")
-        await qm.drain()
-
-    asyncio.run(go())
+    run_incoming(qm)
     assert f"qmgr: {queue_id}: removed" in s.tagged()
     p = (shared_dir / "p.msg").read_bytes().split(b"\n")
     assert p[0].startswith(b"From a@example.org  ")

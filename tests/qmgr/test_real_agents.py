@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import os
 from pathlib import Path
 
 from tests.conftest import require
-from tests.qmgr.util import make_setup
+from tests.qmgr.util import make_setup, run_incoming
 
 
 def _module(name: str) -> bool:
@@ -30,12 +29,7 @@ def test_smtp_to_smtp_sink(tmp_path: Path) -> None:
         queue_id = s.submit("one@example.com", "two@example.com")
         qm = s.manager()
 
-        async def go() -> None:
-            await qm.scan("incoming")
-            await qm.drain()
-            await qm.agents.close()
-
-        asyncio.run(go())
+        run_incoming(qm, close_agents=True)
         dumps = sink.wait_messages(1)
         assert len(dumps) == 1 and b"Subject: test" in dumps[0]
         sent = [t for t in s.tagged() if t.startswith("smtp: ")]
@@ -60,15 +54,10 @@ def test_virtual_to_maildir(tmp_path: Path, shared_dir: Path) -> None:
     queue_id = s.submit("info@example.net", "nobody@example.net")
     qm = s.manager()
 
-    async def go() -> None:
-        await qm.scan("incoming")
-        await qm.drain()
-        await qm.agents.close()
-
     from mailhorn.delivery.privs import shutdown_helpers
 
     try:
-        asyncio.run(go())
+        run_incoming(qm, close_agents=True)
     finally:
         shutdown_helpers()
     new = list((shared_dir / "example.net" / "info" / "new").iterdir())

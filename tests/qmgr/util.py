@@ -3,6 +3,8 @@ messages written with the real QueueWriter, a controllable clock, the log."""
 
 from __future__ import annotations
 
+import asyncio
+
 import os
 import re
 import shutil
@@ -125,3 +127,17 @@ def command_user() -> str:
     import pwd
 
     return pwd.getpwuid(os.getuid()).pw_name
+
+
+def run_incoming(qm: QueueManager, *, close_agents: bool = False) -> int:
+    """Scan ``incoming`` once and wait for every attempt it started; how many it started.
+    ``close_agents``: close the delivery agents afterwards (their connections, helpers)."""
+
+    async def go() -> int:
+        started = await qm.scan("incoming")
+        await qm.drain()
+        if close_agents:
+            await qm.agents.close()
+        return started
+
+    return asyncio.run(go())

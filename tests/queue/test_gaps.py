@@ -4,6 +4,10 @@ The temporary name carries the writer's process ID; a file whose writer no
 longer runs (no such process, a process that started after the file was
 written, or one that is not mailhorn) is litter, whatever its age, and a
 file whose writer still runs stays.
+
+Recovery runs while sessions already commit (worker 0 recovers at start;
+every worker accepts at once): a commit and a recovery that meet on one
+temporary name both go on, in either order.
 """
 
 from __future__ import annotations
@@ -88,3 +92,67 @@ def test_recover_keeps_the_file_of_a_live_writer_in_this_process(store: QueueSto
     assert report.removed_temp == ()
     assert os.path.exists(writer.temp_path)
     writer.abort()
+
+
+def test_recovery_running_beside_a_commit_does_not_fail_it(store: QueueStore) -> None:
+    """Worker 0 recovers the queue at start while the other workers' (and its
+    own) smtpd sessions already commit: a recovery that sees a live writer's
+    temporary file between its link and its unlink removes that name (it has
+    a second link), and the commit must still succeed, its file durable
+    under the queue ID and no temporary name left."""
+    writer = store.writer()
+    writer.sender("a@example.org")
+    writer.recipient("b@example.net")
+    writer.write(b"Subject: beside recovery\n\nbody\n")
+    writer.end_content()
+    seen: list[tuple[str, ...]] = []
+
+    def recover_now(point: str) -> None:
+        if point == "after-link":
+            seen.append(store.recover().removed_temp)
+
+    store.hooks.crash_point = recover_now
+    queue_id = writer.commit()
+    assert seen == [(os.path.basename(writer.temp_path),)]
+    assert list(store.scan("incoming")) == [queue_id]
+    assert store.read("incoming", queue_id).recipients[0].address == "b@example.net"
+    assert os.listdir(os.path.join(store.root, "incoming")) == [queue_id]
+
+
+
+class _Paused(Exception):
+    pass
+
+
+def test_recovery_survives_a_writer_removing_its_temporary_name_first(
+        store: QueueStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other order of the same race: recovery has seen the second link,
+    then the writer's own unlink comes first. Recovery goes on (a failing
+    recovery would end worker 0 and every session it serves)."""
+    import mailhorn.queue.store as store_module
+
+    def pause(point: str) -> None:
+        if point == "after-link":
+            raise _Paused(point)
+
+    writer = store.writer()
+    writer.sender("a@example.org")
+    writer.recipient("b@example.net")
+    writer.end_content()
+    store.hooks.crash_point = pause
+    with pytest.raises(_Paused):
+        writer.commit()
+    temp = writer.temp_path
+    assert os.stat(temp).st_nlink == 2
+    real_alive = store_module.writer_alive
+
+    def writer_unlinks_meanwhile(name: str, prefix: str, mtime: float) -> bool | None:
+        if os.path.basename(temp) == name:
+            os.unlink(temp)  # the writer's own unlink, after recovery's lstat
+        return real_alive(name, prefix, mtime)
+
+    monkeypatch.setattr(store_module, "writer_alive", writer_unlinks_meanwhile)
+    report = store.recover()
+    assert report.removed_temp == ()
+    assert list(store.scan("incoming")) == [writer.queue_id]
+    assert os.listdir(os.path.join(store.root, "incoming")) == [writer.queue_id]

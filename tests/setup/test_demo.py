@@ -31,7 +31,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require
-from tests.master.util import free_port, port_bound, wait_for
+from tests.helpers.ports import reserve_port
+from tests.master.util import port_bound, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(sys.executable).parent.parent
@@ -176,7 +177,7 @@ def test_readme_run_command(clone: Path, tmp_path: Path) -> None:
             f"the committed services table does not run qmgr, imapd and pop3d yet: {probe.stdout.strip()}")
     require(shutil.which("swaks") is not None, "swaks is not installed")
 
-    wanted = {"smtp": free_port(), "submission": free_port(), "pop3": free_port(), "imap": free_port()}
+    wanted = {"smtp": reserve_port(), "submission": reserve_port(), "pop3": reserve_port(), "imap": reserve_port()}
     log = tmp_path / "demo.log"
     demo = Demo(command, clone, wanted, log)
     try:

@@ -26,7 +26,8 @@ from mailhorn.config.load import load
 from mailhorn.master import control
 from mailhorn.setup import dkim
 from tests.conftest import require
-from tests.master.util import free_port, gone, wait_for
+from tests.helpers.ports import reserve_port
+from tests.master.util import gone, wait_for
 
 SERVICES = ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps")
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +54,7 @@ class QuickInstance:
                           str(self.base / "queue"), "--mailbox-base", str(self.base / "vmail"), *args)
 
     def start(self) -> None:
-        self.ports = {name: free_port() for name in SERVICES}
+        self.ports = {name: reserve_port() for name in SERVICES}
         known = ", ".join(f"{name}={port}" for name, port in self.ports.items())
         done = run_module("mailhorn", "postconf", "-c", str(self.etc), "-e", f"known_tcp_ports = {known}",
                           "inet_interfaces = 127.0.0.1", "inet_protocols = ipv4", "smtpd_peername_lookup = no",

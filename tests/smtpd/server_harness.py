@@ -2,11 +2,12 @@
 
 :class:`SmtpdServer` writes a main.cf into a temporary directory, builds the
 queue (``QueueStore.from_config`` + ``setup``), a cleanup service, an
-anvil table and the Runtime, binds a listening socket on 127.0.0.1:0 and runs
-``mailhorn.smtpd.server.serve`` in an event loop of its own thread, so
-blocking clients (smtplib, raw sockets, swaks) can talk to it.  Logs go to
-``maillog_file`` in the temporary directory; :meth:`SmtpdServer.wait_log`
-polls it, so no test depends on timing.
+anvil table and the Runtime, and runs ``mailhorn.smtpd.server.serve`` as a
+:class:`tests.helpers.service.ThreadedService` (a listener on 127.0.0.1, an
+event loop of its own thread), so blocking clients (smtplib, raw sockets,
+swaks) can talk to it.  Logs go to ``maillog_file`` in the temporary
+directory; :meth:`SmtpdServer.wait_log` polls it, so no test depends on
+timing.
 
 The restrictions are those of the checks object given; :class:`PermitAll`
 refuses nothing, for tests of the dialogue itself.
@@ -14,11 +15,6 @@ refuses nothing, for tests of the dialogue itself.
 
 from __future__ import annotations
 
-import asyncio
-import re
-import socket
-import threading
-import time
 from pathlib import Path
 
 from mailhorn import log
@@ -33,9 +29,9 @@ from mailhorn.runtime import CleanupService, CleanupSession, Runtime
 from mailhorn.smtpd.context import Checks
 from mailhorn.smtpd.server import serve
 from mailhorn.smtpd.state import CheckResult, SmtpdState, Stage
+from tests.helpers.service import LineClient, ThreadedService, log_records, wait_until
 
 HOST = "mx.example.test"
-_LOG_RE = re.compile(r"^\w{3} [ \d]\d \d\d:\d\d:\d\d \S+ \S+/smtpd\[\d+\]: (.*)$")
 
 
 class PermitAll:
@@ -117,7 +113,7 @@ class _QueueCleanupSession:
             self.writer.abort()
 
 
-class SmtpdServer:
+class SmtpdServer(ThreadedService):
     """One smtpd service running in a background thread."""
 
     def __init__(self, tmp_path: Path, main_cf: dict[str, str] | None = None, *,
@@ -144,80 +140,29 @@ class SmtpdServer:
         self.store.setup()
         log.setup("smtpd", maillog_file=str(self.maillog), syslog_path=None)
         self.wakeups = 0
-        self._clients: list[Client] = []
         cleanup: CleanupService = Cleanup(self.config, self.store) if real_cleanup else QueueCleanup(self.store)
         self.runtime = Runtime(self.store, cleanup, Anvil.create(60), self._wakeup)
         warnings: list[MasterWarning] = []
         self.service = parse_entry(service, "master.cf", 1, warnings)
         # real_checks: the service's own restriction engine (mailhorn.smtpd.checks).
         self.checks: Checks | None = None if real_checks else (checks if checks is not None else PermitAll())
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(128)
-        self.port = self.listener.getsockname()[1]
-        self.loop = asyncio.new_event_loop()
-        self._task: asyncio.Task[None] | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        self._ready.wait(10)
+        self.start(lambda listener: serve(listener, self.config, self.runtime, self.service, checks=self.checks))
 
     def client(self, source: str = "127.0.0.1", timeout: float = 15.0) -> Client:
         """A raw client connected to the service, closed by :meth:`stop`."""
-        c = Client(self.port, source, timeout)
-        self._clients.append(c)
-        return c
+        return self.track(Client(self.port, source, timeout))
 
     def _wakeup(self) -> None:
         self.wakeups += 1
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-
-        async def main() -> None:
-            self._task = asyncio.current_task()
-            self._ready.set()
-            await serve(self.listener, self.config, self.runtime, self.service, checks=self.checks)
-
-        try:
-            self.loop.run_until_complete(main())
-        except asyncio.CancelledError:
-            pass
-        finally:
-            self.loop.close()
-
-    def stop(self) -> None:
-        for c in self._clients:
-            c.close()
-        task = self._task
-        if task is not None and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(task.cancel)
-        self._thread.join(30)
-        self.listener.close()
-
     # -- looking at the results ---------------------------------------------
     def logs(self) -> list[str]:
-        if not self.maillog.exists():
-            return []
-        out = []
-        for line in self.maillog.read_text(errors="replace").splitlines():
-            m = _LOG_RE.match(line)
-            if m:
-                out.append(m.group(1))
-        return out
+        """The text of each smtpd record."""
+        return [text for program, text in log_records(self.maillog) if program.rsplit("/", 1)[-1] == "smtpd"]
 
     def wait_log(self, pattern: str, timeout: float = 15.0) -> str:
         """The first log line matching the regular expression, waiting for it."""
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            for line in self.logs():
-                if rx.search(line):
-                    return line
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no log line matches {pattern!r}:\n" + "\n".join(self.logs()))
-            time.sleep(0.02)
+        return wait_until(self.logs, str, pattern, timeout)
 
     def queued(self) -> list[str]:
         return sorted(self.store.scan("incoming"))
@@ -230,24 +175,17 @@ class SmtpdServer:
         return b"".join(self.store.content("incoming", queue_id, qf))
 
 
-class Client:
+class Client(LineClient):
     """A raw-socket SMTP client that reads whole replies."""
 
     def __init__(self, port: int, source: str = "127.0.0.1", timeout: float = 15.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
-        self.buf = b""
+        super().__init__(port, source, timeout)
 
     def send(self, data: bytes | str) -> None:
-        self.sock.sendall(data.encode() if isinstance(data, str) else data)
+        super().send(data.encode() if isinstance(data, str) else data)
 
     def _line(self) -> str:
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError(f"connection closed; pending {self.buf!r}")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line.decode("utf-8", "surrogateescape")
+        return self.read_line().decode("utf-8", "surrogateescape")
 
     def reply(self) -> list[str]:
         """One (possibly multi-line) reply, as its lines."""
@@ -268,6 +206,3 @@ class Client:
             return True
         self.buf += data
         return data == b""
-
-    def close(self) -> None:
-        self.sock.close()

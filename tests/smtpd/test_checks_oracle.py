@@ -35,6 +35,7 @@ from mailhorn.config.load import load
 from mailhorn.smtpd.checks import SmtpdChecks
 from mailhorn.smtpd.state import SmtpdState, Stage
 from tests.conftest import require
+from tests.helpers.ports import reserve_port
 
 MASTER = "/usr/lib/postfix/sbin/master"
 HOST = "mx.example.test"
@@ -87,12 +88,6 @@ def _usable() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
 
 class LivePostfix:
     """A private Postfix master serving smtpd on a loopback port."""
@@ -120,7 +115,7 @@ class LivePostfix:
                 f.write(text.replace("CONF", self.conf))
         with open(os.path.join(self.conf, "main.cf"), "w") as f:
             f.write(BASE_CF.format(d=d) + main_cf.replace("CONF", self.conf))
-        self.port = _free_port()
+        self.port = reserve_port()
         with open("/usr/share/postfix/master.cf.dist") as f:
             master = f.read().replace("\nsmtp      inet", f"\n127.0.0.1:{self.port} inet", 1)
         with open(os.path.join(self.conf, "master.cf"), "w") as f:

@@ -21,6 +21,7 @@ from mailhorn.smtpd.checks import SmtpdChecks
 from mailhorn.smtpd.policy import ServiceOptions
 from mailhorn.smtpd.state import SmtpdState, Stage
 from tests.conftest import require
+from tests.helpers.ports import listening_socket, reserve_port
 
 ACTIONS = {
     "a1@x.test": "DEFER_IF_PERMIT foo",
@@ -60,9 +61,7 @@ class PolicyServer:
         self.connections = 0
         self.delay = delay
         self.silent = silent
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
+        self.sock = listening_socket(backlog=16)
         self.sock.settimeout(0.05)
         self.port = self.sock.getsockname()[1]
         self._stop = False
@@ -209,9 +208,7 @@ def test_timeout_and_unreachable_use_default_action() -> None:
         dunno = engine(f"check_policy_service {{ inet:127.0.0.1:{server.port}, timeout=1s, try_limit=1, "
                        "default_action=DUNNO }, permit")
         assert asyncio.run(rcpt(dunno, "u@x.test")) is None
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]
+    closed = reserve_port()
     eng = engine(f"check_policy_service inet:127.0.0.1:{closed}, permit", smtpd_policy_service_retry_delay="0")
     assert asyncio.run(rcpt(eng, "u@x.test")) == \
         "451 4.3.5 <u@x.test>: Recipient address rejected: Server configuration problem"
@@ -261,9 +258,7 @@ def postgrey() -> Iterator[int]:
     user = "postgrey" if os.geteuid() == 0 else None
     if user is not None:
         shutil.chown(dbdir, user)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = reserve_port()
     args = [binary, f"--inet=127.0.0.1:{port}", f"--dbdir={dbdir}", "--delay=1", "--max-age=1"]
     if user is None:
         args.append(f"--user={pwd.getpwuid(os.getuid()).pw_name}")

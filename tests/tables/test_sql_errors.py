@@ -9,7 +9,6 @@ dropped is replaced transparently.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,25 +28,14 @@ from tests.tables.test_sql_support import (  # noqa: F401 - fixtures
     write_cf,
 )
 from tests.conftest import run_postfix
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then closed)."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port: int = s.getsockname()[1]
-    s.close()
-    return port
+from tests.helpers.ports import listening_socket, reserve_port
 
 
 @pytest.fixture
 def silent_server() -> Iterator[int]:
     """A listening socket that never accepts or answers."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen(5)
-    yield s.getsockname()[1]
-    s.close()
+    with listening_socket(backlog=5) as s:
+        yield s.getsockname()[1]
 
 
 LOGIN = {
@@ -58,7 +46,7 @@ LOGIN = {
 
 @pytest.mark.parametrize("engine", ["mysql", "pgsql"])
 def test_closed_port_is_temporary_like_postfix(engine: str, tmp_path: Path, oracle_confdir: Path) -> None:
-    port = closed_port()
+    port = reserve_port()
     cf = write_cf(tmp_path, "c.cf", f"hosts = 127.0.0.1:{port}\n" + LOGIN[engine].format(db="x")
                   + "query = SELECT v FROM t WHERE k='%s'\n")
     table = open_table(f"{engine}:{cf}", Config())
@@ -85,7 +73,7 @@ def test_silent_server_times_out(engine: str, tmp_path: Path, silent_server: int
 def test_failover_to_a_live_host(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     db = request.getfixturevalue(f"{engine}_db")
     port = 3306 if engine == "mysql" else 5432
-    cf = write_cf(tmp_path, "f.cf", f"hosts = 127.0.0.1:{closed_port()} inet:127.0.0.1:{port}\n"
+    cf = write_cf(tmp_path, "f.cf", f"hosts = 127.0.0.1:{reserve_port()} inet:127.0.0.1:{port}\n"
                   + LOGIN[engine].format(db=db) + "query = SELECT v FROM t WHERE k='%s'\n")
     table = open_table(f"{engine}:{cf}", Config())
     for _ in range(4):
