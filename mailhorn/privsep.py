@@ -72,6 +72,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mailhorn import log
+from mailhorn.iopool import offload
 from mailhorn.smtpd.stream import Connection
 
 if TYPE_CHECKING:
@@ -207,7 +208,7 @@ def _request_sync(message: dict[str, Any], fds: list[int]) -> tuple[socket.socke
 
 
 async def _request(message: dict[str, Any], fds: list[int]) -> tuple[socket.socket, dict[str, Any]]:
-    return await asyncio.to_thread(_request_sync, message, fds)
+    return await offload(_request_sync, message, fds)
 
 
 # -- verify ----------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ from mailhorn.auth.limiter import Limiter
 from mailhorn.auth.shadow import ShadowError, shadow_password
 from mailhorn.config.errors import ConfigError
 from mailhorn.config.load import Config
+from mailhorn.iopool import offload
 from mailhorn.tables.base import Table, TableConfigError, TableRetry
 from mailhorn.tables.matchlist import DomainList, MatchListRetry, domain_list_from_config
 from mailhorn.tables.registry import open_table
@@ -299,7 +300,7 @@ class Authenticator:
 
     async def _stored(self, user: str, start: int = 0) -> _Stored | None:
         """The stored password of ``user`` (from table ``start`` on), None if unknown; raises on table errors."""
-        found = await asyncio.to_thread(self.passdb.find, user, start)
+        found = await offload(self.passdb.find, user, start)
         if found is None:
             return None
         index, value = found
@@ -368,7 +369,7 @@ class Authenticator:
         unsupported = _unsupported_scheme(candidate.value)
         outcome: bool | str = False
         if stored is not None or not checked:
-            outcome = await asyncio.to_thread(self._verify, password, candidate, user)
+            outcome = await offload(self._verify, password, candidate, user)
         if stored is None:
             return await self._failed(client_addr, service, user, "unknown user")
         if unsupported is not None:

@@ -36,7 +36,6 @@ Errors
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import os
 import sqlite3
@@ -47,6 +46,7 @@ from dataclasses import dataclass, field
 from mailhorn import log
 from mailhorn.config.errors import ConfigError
 from mailhorn.config.load import Config
+from mailhorn.iopool import offload
 from mailhorn.tables.base import OpenOptions, TableRetry
 
 __all__ = ["PARAM", "PopBeforeSmtpTable", "database_path", "open_table", "record", "record_login", "timeout"]
@@ -122,7 +122,7 @@ async def record_login(config: Config, client_addr: str) -> None:
         window = timeout(config)
         if window <= 0:
             return
-        await asyncio.to_thread(record, database_path(config), client_addr, window)
+        await offload(record, database_path(config), client_addr, window)
     except (ConfigError, OSError, sqlite3.Error) as exc:
         log.warning(f"pop-before-smtp: cannot record the login from {client_addr}: {exc}")
 

@@ -52,7 +52,6 @@ Errors
 
 from __future__ import annotations
 
-import asyncio
 import posixpath
 import pwd
 import re
@@ -62,6 +61,7 @@ from mailhorn.auth.passdb import expand_variables, login_variables
 from mailhorn.config.errors import ConfigError
 from mailhorn.config.load import Config
 from mailhorn.config.maincf import split_list
+from mailhorn.iopool import offload
 from mailhorn.tables.base import Table, TableConfigError, TableRetry
 from mailhorn.tables.matchlist import DomainList, MatchListRetry, domain_list_from_config
 from mailhorn.tables.registry import open_table
@@ -240,7 +240,7 @@ class UserDB:
 
     async def lookup_async(self, user: str) -> UserInfo | None:
         """:meth:`lookup` in a worker thread (tables may block)."""
-        return await asyncio.to_thread(self.lookup, user)
+        return await offload(self.lookup, user)
 
     def _derived(self, user: str) -> UserInfo | None:
         local, at, domain = user.rpartition("@")

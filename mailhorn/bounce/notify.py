@@ -48,7 +48,6 @@ refuses the notice (the caller keeps the log and tries again later).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 
@@ -56,6 +55,7 @@ from mailhorn import log
 from mailhorn.bounce.dsn import DsnInfo, DsnRecipient, Kind, build_dsn, header_block
 from mailhorn.cleanup.request import CleanupRequest, Outcome, RecipientRequest, Source
 from mailhorn.config.load import Config
+from mailhorn.iopool import offload
 from mailhorn.queue import defer_log
 from mailhorn.queue.defer_log import LogRecord
 from mailhorn.queue.queuefile import DsnNotify, DsnRet, QueueFile, Recipient
@@ -113,12 +113,12 @@ async def send_dsn(config: Config, runtime: Runtime, store: QueueStore, queue_na
     notice when only that was sent, or None when nothing was due.
     """
     which = Kind(kind)
-    qf = await asyncio.to_thread(store.read, queue_name, queue_id, verify_content=False)
+    qf = await offload(store.read, queue_name, queue_id, verify_content=False)
     log_name = _LOGS[which]
     if which is Kind.DELAY:
-        records = list((await asyncio.to_thread(defer_log.defer_reasons, store, queue_id)).values())
+        records = list((await offload(defer_log.defer_reasons, store, queue_id)).values())
     else:
-        records = await asyncio.to_thread(defer_log.read_log, store, log_name, queue_id)
+        records = await offload(defer_log.read_log, store, log_name, queue_id)
     pairs = _match(records, qf)
     myorigin = config.get("myorigin")
     double_bounce = _qualify(config.get("double_bounce_sender"), myorigin)
@@ -193,7 +193,7 @@ async def _notify(config: Config, runtime: Runtime, store: QueueStore, queue_nam
         now=time.time(), delay_hours=config.time("delay_warning_time") // 3600,
         lifetime_days=config.time("maximal_queue_lifetime") // 86400,
         lifetime_seconds=config.time("maximal_queue_lifetime"))
-    content = await asyncio.to_thread(_read_content, store, queue_name, queue_id, qf, headers_only)
+    content = await offload(_read_content, store, queue_name, queue_id, qf, headers_only)
     envelope_sender = _qualify(config.get("double_bounce_sender"), myorigin) if postmaster else ""
     request = CleanupRequest(
         source=Source.BOUNCE, sender=envelope_sender,

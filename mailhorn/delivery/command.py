@@ -55,6 +55,7 @@ from dataclasses import dataclass
 
 from mailhorn import privsep
 from mailhorn.delivery.privs import Identity, switching_needed
+from mailhorn.iopool import offload
 
 #: Command output kept for the status text (pipe_command keeps a short log).
 OUTPUT_LIMIT = 2000
@@ -164,7 +165,7 @@ async def feed_stdin(stdin: asyncio.StreamWriter, pieces: Iterator[bytes]) -> No
     reading (EPIPE) is not an error: its exit status decides."""
     try:
         while True:
-            piece = await asyncio.to_thread(next, pieces, None)
+            piece = await offload(next, pieces, None)
             if piece is None:
                 break
             stdin.write(piece)

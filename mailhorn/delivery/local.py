@@ -78,7 +78,6 @@ Parameters read
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 import pwd
@@ -114,6 +113,7 @@ from mailhorn.delivery.privs import (
     run_as,
 )
 from mailhorn.delivery.request import Action, DeliveryRecipient, DeliveryRequest, RecipientStatus
+from mailhorn.iopool import offload
 from mailhorn.mailstore.errors import DiskFull, LockTimeout, QuotaExceeded
 from mailhorn.queue.agents import AgentPool
 from mailhorn.runtime import CleanupService, Runtime
@@ -262,7 +262,7 @@ class LocalAgent:
         """Deliver to every recipient; one status each, in order; never raises."""
         statuses: list[RecipientStatus] = []
         try:
-            delivered_to = await asyncio.to_thread(
+            delivered_to = await offload(
                 lambda: headers.delivered_to_values(headers.header_block(request.open_content)))
         except Exception as exc:  # the queue file vanished or is unreadable
             log.warning(f"{request.queue_id}: cannot read message content: {exc}", program=self.service)
@@ -319,13 +319,13 @@ class LocalAgent:
             dsn = "4.1.1" if code.startswith("4") else "5.1.1"
             st.parts.append(failed(dsn, "User unknown in local recipient table"))
             return
-        hit = await asyncio.to_thread(self.aliases.lookup, st.local)
+        hit = await offload(self.aliases.lookup, st.local)
         matched_base = False
         if hit is None and st.extension is not None:
-            hit = await asyncio.to_thread(self.aliases.lookup, st.user)
+            hit = await offload(self.aliases.lookup, st.user)
             matched_base = hit is not None
         if hit is not None:
-            owner = await asyncio.to_thread(self.aliases.find_owner, hit.name)
+            owner = await offload(self.aliases.find_owner, hit.name)
             extension = st.extension if matched_base and propagate(self.config, "alias") else None
             dests = expand_value(hit.value, origin="alias", identity=hit.owner, sender=owner,
                                  extension=extension, delimiter=st.delimiter)
@@ -343,7 +343,7 @@ class LocalAgent:
             keys.append(st.user)
             if st.domain:
                 keys.append(f"{st.user}@{st.domain.lower()}")
-        found = await asyncio.to_thread(self._find, "local_recipient_maps", *keys)
+        found = await offload(self._find, "local_recipient_maps", *keys)
         return found is not None
 
     def _variables(self, st: RecipientState, identity: Identity | None) -> dict[str, str]:
@@ -365,7 +365,7 @@ class LocalAgent:
                 identity = Identity(account.user, privs.uid, privs.gid, account.home, account.shell,
                                     tuple(privs.groups()))
             if self.config.bool("require_home_directory"):
-                problem = await asyncio.to_thread(self._home_problem, account.home)
+                problem = await offload(self._home_problem, account.home)
                 if problem is not None:
                     st.parts.append(failed("4.3.0", f"cannot access home directory {account.home}: {problem}"))
                     return
@@ -554,7 +554,7 @@ class LocalAgent:
         if what != "mailbox":
             return ok(f"delivered to file: {path}")
         if self.config.bool("biff"):
-            await asyncio.to_thread(self._biff, st.user, path, int(result.get("size", 0)))
+            await offload(self._biff, st.user, path, int(result.get("size", 0)))
         return ok("delivered to mailbox")
 
     def _biff(self, user: str, path: str, written: int) -> None:
@@ -601,7 +601,7 @@ class LocalAgent:
     async def _mailbox(self, request: DeliveryRequest, st: RecipientState, identity: Identity) -> None:
         filt = self.config.get("command_expansion_filter")
         variables = {k: filtered(v, filt) for k, v in self._variables(st, identity).items()}
-        command = await asyncio.to_thread(self._find, "mailbox_command_maps", st.user)
+        command = await offload(self._find, "mailbox_command_maps", st.user)
         if command is None:
             raw = self.config.raw("mailbox_command") or ""
             command = expand_text(raw, variables, self.config) if raw.strip() else None
@@ -658,7 +658,7 @@ class LocalAgent:
                     "utf-8", "surrogateescape"))
             chunks = iter(request.open_content())
             while True:
-                chunk = await asyncio.to_thread(next, chunks, None)
+                chunk = await offload(next, chunks, None)
                 if chunk is None:
                     break
                 await session.write(chunk)

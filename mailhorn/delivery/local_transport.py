@@ -45,6 +45,7 @@ from collections.abc import Callable
 from mailhorn import log
 from mailhorn.config.load import Config
 from mailhorn.delivery.request import Action, DeliveryAgent, DeliveryRecipient, DeliveryRequest, RecipientStatus
+from mailhorn.iopool import offload
 from mailhorn.queue.agents import AgentPool, AgentUnavailable
 from mailhorn.runtime import Runtime
 from mailhorn.tables.base import TableRetry
@@ -96,7 +97,7 @@ class Handoff:
         value: str | None = None
         if self.config.list(f"{param}_maps"):
             try:
-                value = await asyncio.to_thread(self._find, f"{param}_maps", user)
+                value = await offload(self._find, f"{param}_maps", user)
             except TableRetry as exc:
                 log.warning(f"{request.queue_id}: {param}_maps lookup error for \"{user}\": {exc}",
                             program=self.service)

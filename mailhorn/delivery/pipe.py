@@ -87,6 +87,7 @@ from mailhorn.config.load import Config
 from mailhorn.delivery.command import collect_output, feed_stdin
 from mailhorn.delivery.error import dsn_prefix_length, split_dsn
 from mailhorn.delivery.request import Action, DeliveryRecipient, DeliveryRequest, RecipientStatus
+from mailhorn.iopool import offload
 from mailhorn.tables.base import Table, TableConfigError, TableRetry
 from mailhorn.tables.registry import open_table
 
@@ -492,7 +493,7 @@ class PipeAgent:
                     request, f"pipe flag `{letter}' requires {self.service}_destination_recipient_limit = 1")
         if attrs.size_limit and request.content_size > attrs.size_limit:
             outcome = CommandOutcome(Action.BOUNCED, "5.2.3", "message too large")
-        elif "D" in attrs.flags and await asyncio.to_thread(
+        elif "D" in attrs.flags and await offload(
                 has_delivered_to, request, request.recipients[0].address):
             outcome = CommandOutcome(Action.BOUNCED, "5.4.6",
                                      f"mail forwarding loop for {request.recipients[0].address}")

@@ -52,7 +52,6 @@ Errors
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import json
 import os
@@ -70,6 +69,7 @@ from typing import IO, Any
 from mailhorn import privsep
 from mailhorn.config.load import Config
 from mailhorn.delivery import mbox
+from mailhorn.iopool import offload
 from mailhorn.mailstore import maildir, quota, writer
 from mailhorn.mailstore.errors import DiskFull, LockTimeout, QuotaExceeded
 
@@ -631,13 +631,13 @@ async def append_spool(owner: Identity, service: str, params: Params,
     locking of *its* configuration (and the ``-o`` settings of ``service``);
     ``params`` are then not sent at all.
     """
-    return await asyncio.to_thread(_spool_sync, owner, service, params, pieces)
+    return await offload(_spool_sync, owner, service, params, pieces)
 
 
 async def run_as(identity: Identity | None, op: str, params: Params,
                  pieces: Callable[[], Iterable[bytes]] | None = None) -> Result:
     """:func:`run_sync` in a worker thread, so the event loop never waits on disk."""
-    return await asyncio.to_thread(run_sync, identity, op, params, pieces)
+    return await offload(run_sync, identity, op, params, pieces)
 
 
 if __name__ == "__main__":

@@ -56,11 +56,8 @@ Errors
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from mailhorn import log
 from mailhorn.address.parse import split_extension
@@ -71,6 +68,7 @@ from mailhorn.delivery import headers
 from mailhorn.delivery.local import Part, failed, ok, store_error
 from mailhorn.delivery.privs import Identity, run_sync
 from mailhorn.delivery.request import Action, DeliveryRecipient, DeliveryRequest, RecipientStatus
+from mailhorn.iopool import IoPool
 from mailhorn.mailstore.errors import QuotaExceeded
 from mailhorn.runtime import Runtime
 from mailhorn.tables.base import Table, TableConfigError, TableRetry
@@ -97,7 +95,7 @@ class VirtualAgent:
         self.service = service
         self.runtime = runtime
         self._maps: dict[str, list[Table]] = {}
-        self._executor = ThreadPoolExecutor(max_workers=VIRTUAL_THREADS, thread_name_prefix=service)
+        self._pool = IoPool(VIRTUAL_THREADS, service)
 
     def _tables(self, param: str) -> list[Table]:
         tables = self._maps.get(param)
@@ -139,8 +137,7 @@ class VirtualAgent:
         never waits on disk or on a table, and pays one thread hand-off per
         request instead of several per recipient.
         """
-        call = functools.partial(contextvars.copy_context().run, self.deliver_sync, request)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        return await self._pool.run(self.deliver_sync, request)
 
     def deliver_sync(self, request: DeliveryRequest) -> list[RecipientStatus]:
         """:meth:`deliver` without the event loop (blocking)."""

@@ -63,6 +63,7 @@ from mailhorn.imap.parse import (
 )
 from mailhorn.imap.search import BadCharset, Candidate, Context, matches
 from mailhorn.imap.state import Phase, SessionClosed, allowed, refusal
+from mailhorn.iopool import offload
 from mailhorn.mailstore import folders
 from mailhorn.mailstore.errors import InvalidFolderName, NoSuchMessage
 from mailhorn.mailstore.keywords import valid_keyword
@@ -200,7 +201,7 @@ async def h_select(s: ImapSession, tag: bytes, cmd: Command, uid: bool) -> bytes
         return tagged(tag, "NO", f"Mailbox doesn't exist: {sel.mailbox}", "NONEXISTENT")
     view = SelectedMailbox(Mailbox(_root(s), folders.validate_name(sel.mailbox)), sel.readonly)
     try:
-        lines = await asyncio.to_thread(view.open)
+        lines = await offload(view.open)
     except BaseException:
         view.close()
         raise
@@ -217,7 +218,7 @@ async def h_create(s: ImapSession, tag: bytes, cmd: Command, uid: bool) -> bytes
     name = cast(Create, cmd).mailbox
     if folders.is_inbox(name.rstrip(folders.SEPARATOR)):
         return tagged(tag, "NO", "Mailbox already exists", "ALREADYEXISTS")
-    await asyncio.to_thread(folders.create_folder, _root(s), name)
+    await offload(folders.create_folder, _root(s), name)
     return _ok(tag, "Create completed.")
 
 
@@ -230,28 +231,28 @@ async def h_delete(s: ImapSession, tag: bytes, cmd: Command, uid: bool) -> bytes
     if view is not None and view.store.path == path:
         _unselect(s)
         s.write(b"* BYE Selected mailbox was deleted, have to disconnect.\r\n")
-    await asyncio.to_thread(folders.delete_folder, _root(s), name)
+    await offload(folders.delete_folder, _root(s), name)
     return _ok(tag, "Delete completed.")
 
 
 async def h_rename(s: ImapSession, tag: bytes, cmd: Command, uid: bool) -> bytes:
     ren = cast(Rename, cmd)
-    await asyncio.to_thread(listing.rename_mailbox, _root(s), ren.old, ren.new)
+    await offload(listing.rename_mailbox, _root(s), ren.old, ren.new)
     return _ok(tag, "Rename completed.")
 
 
 async def h_subscribe(s: ImapSession, tag: bytes, cmd: Command, uid: bool) -> bytes:
     sub = cast(Subscribe, cmd)
     if sub.subscribe:
-        await asyncio.to_thread(folders.subscribe, _root(s), sub.mailbox)
+        await offload(folders.subscribe, _root(s), sub.mailbox)
         return _ok(tag, "Subscribe completed.")
-    await asyncio.to_thread(folders.unsubscribe, _root(s), sub.mailbox)
+    await offload(folders.unsubscribe, _root(s), sub.mailbox)
     return _ok(tag, "Unsubscribe completed.")
 
 
 async def h_list(s: ImapSession, tag: bytes, cmd: Command, uid: bool) -> bytes:
     lst = cast(ListCmd, cmd)
-    lines = await asyncio.to_thread(listing.list_lines, _root(s), lst, listing.special_use_table(s.config))
+    lines = await offload(listing.list_lines, _root(s), lst, listing.special_use_table(s.config))
     for line in lines:
         s.write(line)
     return _ok(tag, "Lsub completed." if lst.lsub else "List completed.")
@@ -272,7 +273,7 @@ async def h_status(s: ImapSession, tag: bytes, cmd: Command, uid: bool) -> bytes
         await s.send_updates()
         line = listing.status_of_view(view, st)
     else:
-        line = await asyncio.to_thread(listing.status_line, _root(s), st)
+        line = await offload(listing.status_line, _root(s), st)
     s.write(line)
     return _ok(tag, "Status completed.")
 
@@ -316,7 +317,7 @@ async def h_getquotaroot(s: ImapSession, tag: bytes, cmd: Command, uid: bool) ->
     path = folders.folder_path(_root(s), name)
     if not folders.is_maildir(path):
         return tagged(tag, "NO", f"Mailbox doesn't exist: {name}", "NONEXISTENT")
-    lines = await asyncio.to_thread(listing.quota_lines, _root(s), _limits(s), name)
+    lines = await offload(listing.quota_lines, _root(s), _limits(s), name)
     for line in lines:
         s.write(line)
     return _ok(tag, "Getquotaroot completed.")
@@ -326,7 +327,7 @@ async def h_getquota(s: ImapSession, tag: bytes, cmd: Command, uid: bool) -> byt
     root_name = cast(GetQuota, cmd).root
     if root_name != listing.QUOTA_ROOT.encode():
         return tagged(tag, "NO", "Quota root doesn't exist.")
-    lines = await asyncio.to_thread(listing.quota_lines, _root(s), _limits(s), None)
+    lines = await offload(listing.quota_lines, _root(s), _limits(s), None)
     if not lines:
         return tagged(tag, "NO", "Quota root doesn't exist.")
     for line in lines:
@@ -426,7 +427,7 @@ async def append_end(s: ImapSession, job: AppendJob, event: AppendEnd) -> bytes:
     try:
         if event.error is not None:
             return event.error
-        uidvalidity, uid = await asyncio.to_thread(_deliver_append, s, job)
+        uidvalidity, uid = await offload(_deliver_append, s, job)
     finally:
         job.discard()
     notify_path(job.path)
@@ -489,7 +490,7 @@ def _expunge(view: SelectedMailbox, uids: SeqSet | None) -> list[bytes]:
 async def h_close(s: ImapSession, tag: bytes, cmd: Command, uid: bool) -> bytes:
     view = _view(s)
     if not view.readonly:
-        await asyncio.to_thread(_expunge, view, None)  # RFC 3501 §6.4.2: silently
+        await offload(_expunge, view, None)  # RFC 3501 §6.4.2: silently
         view.changed()
     _unselect(s)
     return _ok(tag, "Close completed.")
@@ -505,7 +506,7 @@ async def h_expunge(s: ImapSession, tag: bytes, cmd: Command, uid: bool) -> byte
     if view.readonly:
         return tagged(tag, "NO", "Mailbox is read-only.")
     await s.send_updates()
-    lines = await asyncio.to_thread(_expunge, view, cast(Expunge, cmd).uids)
+    lines = await offload(_expunge, view, cast(Expunge, cmd).uids)
     for line in lines:
         s.write(line)
     if lines:
@@ -526,10 +527,10 @@ async def h_fetch(s: ImapSession, tag: bytes, cmd: Command, uid: bool) -> bytes:
         flags_changed = False
         try:
             if mark_seen and "\\Seen" not in flags_of(entry.msg):
-                msg = await asyncio.to_thread(view.store.set_flags, entry.msg, add="S")
+                msg = await offload(view.store.set_flags, entry.msg, add="S")
                 view.set_entry_flags(entry, msg)
                 flags_changed = changed = True
-            loaded = (await asyncio.to_thread(load_message, view.store, entry.msg)
+            loaded = (await offload(load_message, view.store, entry.msg)
                       if needs_message(fetch.attrs, entry.msg) else None)
             if want_date:
                 _ = entry.msg.internal_date  # the file's mtime, read once here: it may be gone
@@ -588,7 +589,7 @@ async def h_store(s: ImapSession, tag: bytes, cmd: Command, uid: bool) -> bytes:
     lines: list[bytes] = []
     for seq, entry in targets:
         try:
-            msg = await asyncio.to_thread(_store_one, view, entry, st)
+            msg = await offload(_store_one, view, entry, st)
         except NoSuchMessage:
             issued = True
             continue
@@ -651,7 +652,7 @@ async def h_copy(s: ImapSession, tag: bytes, cmd: Command, uid: bool) -> bytes:
     if not entries:
         return _ok(tag, "No messages found.")
     try:
-        uidvalidity, src, dst = await asyncio.to_thread(_copy_messages, s, view, entries, cp.mailbox, path)
+        uidvalidity, src, dst = await offload(_copy_messages, s, view, entries, cp.mailbox, path)
     except NoSuchMessage:
         return tagged(tag, "NO", _EXPUNGEISSUED, "EXPUNGEISSUED")
     notify_path(path)
@@ -659,7 +660,7 @@ async def h_copy(s: ImapSession, tag: bytes, cmd: Command, uid: bool) -> bytes:
     if not cp.move:
         return _ok(tag, "Copy completed.", code)
     s.write(b"* OK [" + code.encode() + b"] Moved UIDs.\r\n")
-    await asyncio.to_thread(view.store.expunge, [e.msg for e in entries])
+    await offload(view.store.expunge, [e.msg for e in entries])
     for line in view.remove({e.uid for e in entries}):
         s.write(line)
     view.changed()
@@ -702,7 +703,7 @@ async def h_search(s: ImapSession, tag: bytes, cmd: Command, uid: bool) -> bytes
     search = cast(Search, cmd)
     view = _view(s)
     try:
-        found = await asyncio.to_thread(_search, view, search)
+        found = await offload(_search, view, search)
     except BadCharset:
         return tagged(tag, "NO", "Unsupported charset", "BADCHARSET (UTF-8)")
     s.write(b"* SEARCH" + b"".join(b" %d" % n for n in found) + b"\r\n")

@@ -92,6 +92,7 @@ from mailhorn.imap.codec import (
     tagged,
 )
 from mailhorn.imap.state import ImapSettings, Phase, SessionClosed, SessionState, allowed, refusal
+from mailhorn.iopool import offload
 from mailhorn.mailstore.errors import MailstoreError
 from mailhorn.mailstore.folders import make_maildir
 from mailhorn.netserve import accept_loop
@@ -340,7 +341,7 @@ class ImapSession:
             mpid = started
         else:
             try:
-                await asyncio.to_thread(_ensure_maildir, info)
+                await offload(_ensure_maildir, info)
             except OSError as exc:
                 log.error(f"user {info.login}: cannot create the Maildir {info.maildir}: {exc}")
                 return tagged(tag, "NO", "Internal error occurred. Refer to server log for more "
@@ -511,7 +512,7 @@ class ImapSession:
         if view is None or not view.looks_changed():
             return
         try:
-            lines = await asyncio.to_thread(view.refresh, allow_expunge)
+            lines = await offload(view.refresh, allow_expunge)
         except MailstoreError as exc:
             if not view.store.path.exists():
                 self.write(b"* BYE Mailbox was deleted.\r\n")
@@ -536,7 +537,7 @@ async def run_mail_process(config: Config, sock: socket.socket, state: dict[str,
                           tls=bool(state.get("tls")))
     log.set_program(f"imap({info.login})")
     try:
-        await asyncio.to_thread(_ensure_maildir, info)
+        await offload(_ensure_maildir, info)
     except OSError as exc:
         log.error(f"cannot create the Maildir {info.maildir}: {exc}")
         conn.write(b"-error\n")

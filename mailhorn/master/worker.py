@@ -39,6 +39,7 @@ from typing import Any
 from mailhorn import log, privsep
 from mailhorn.anvil import Anvil
 from mailhorn.config.load import Config
+from mailhorn.iopool import offload
 from mailhorn.master.privileges import Identity, die_with_parent, drop_privileges
 from mailhorn.runtime import Runtime
 from mailhorn.runtime_build import QmgrWakeup, build_runtime, prepare_queue
@@ -226,8 +227,8 @@ async def _as_program(program: str, coro: Coroutine[Any, Any, None]) -> None:
 
 async def _run_singletons(spec: WorkerSpec, runtime: Runtime, lock_fd: int) -> None:
     """Prepare the queue, take the singleton lock, run pickup (and later qmgr)."""
-    await asyncio.to_thread(fcntl.flock, lock_fd, fcntl.LOCK_EX)
-    await asyncio.to_thread(prepare_queue, runtime.queue)
+    await offload(fcntl.flock, lock_fd, fcntl.LOCK_EX)
+    await offload(prepare_queue, runtime.queue)
     tasks: list[asyncio.Task[None]] = []
     for planned in spec.plan.singletons:
         try:

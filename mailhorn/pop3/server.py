@@ -94,6 +94,7 @@ from mailhorn.auth.userdb import UserDB, UserdbError, UserInfo
 from mailhorn.config.errors import ConfigError
 from mailhorn.config.load import Config
 from mailhorn.config.mastercf import Service
+from mailhorn.iopool import offload
 from mailhorn.mailaccess import TlsSettings
 from mailhorn.mailstore.errors import LockTimeout, MailstoreError, NoSuchMessage
 from mailhorn.mailstore.maildir import CHUNK
@@ -331,7 +332,7 @@ class Pop3Connection:
             if refresher is not None:
                 refresher.cancel()
             if self.drop is not None:
-                await asyncio.to_thread(self.drop.release)
+                await offload(self.drop.release)
             if self.mail_process is None:  # else the mail process logs the end of the session
                 self._log_end(session, reason)
             if self.conn is not None:
@@ -357,7 +358,7 @@ class Pop3Connection:
     async def _refresh(self, drop: OpenMaildrop) -> None:
         while True:
             await asyncio.sleep(LOCK_REFRESH)
-            await asyncio.to_thread(drop.refresh)
+            await offload(drop.refresh)
 
     async def _login(self, session: Pop3Session, action: CheckLogin) -> bytes:
         ctx = self.ctx
@@ -381,7 +382,7 @@ class Pop3Connection:
         if privsep.needed(info.uid):
             return await self._hand_off(session, action, user, info)
         try:
-            drop = await asyncio.to_thread(open_maildrop, info.maildir, lock_session=ctx.settings.lock_session,
+            drop = await offload(open_maildrop, info.maildir, lock_session=ctx.settings.lock_session,
                                            lock_wait=ctx.lock_wait, uidl_format=ctx.settings.uidl_format)
         except LockTimeout:
             log.info(f"Disconnected: Couldn't lock POP3 session "
@@ -423,7 +424,7 @@ class Pop3Connection:
         assert self.drop is not None
         mailbox = self.drop.mailbox
         try:
-            fh = await asyncio.to_thread(mailbox.open, action.entry.message)
+            fh = await offload(mailbox.open, action.entry.message)
         except (NoSuchMessage, OSError) as exc:
             log.warning(f"message {action.entry.number}: {exc}", program=session_program(session.login or ""))
             await self._send(err("[SYS/TEMP] Message was expunged."))
@@ -433,7 +434,7 @@ class Pop3Connection:
             octets = len(action.first)
             encoder = MessageEncoder(action.body_lines)
             while not encoder.done:
-                chunk = await asyncio.to_thread(fh.read, CHUNK)
+                chunk = await offload(fh.read, CHUNK)
                 if not chunk:
                     break
                 out = encoder.feed(chunk)
@@ -445,20 +446,20 @@ class Pop3Connection:
             await self._send(tail + TERMINATOR)
             session.sent(action.kind, octets)
         finally:
-            await asyncio.to_thread(fh.close)
+            await offload(fh.close)
 
     async def _update(self, session: Pop3Session, action: Update) -> None:
         assert self.drop is not None
         drop = self.drop
         try:
-            await asyncio.to_thread(drop.update)
+            await offload(drop.update)
         except (MailstoreError, OSError) as exc:
             log.error(f"UPDATE failed: {exc}", program=session_program(session.login or ""))
             await self._send(err("[SYS/TEMP] Couldn't delete all messages."))
             return
         finally:
             # The maildrop is free again before the client hears that the session ended.
-            await asyncio.to_thread(drop.release)
+            await offload(drop.release)
         await self._send(action.data)
 
     def _log_end(self, session: Pop3Session, reason: str) -> None:
@@ -495,7 +496,7 @@ async def run_mail_process(config: Config, sock: socket.socket, state: dict[str,
     session = Pop3Session(connection._options())
     log.set_program(session_program(info.login))
     try:
-        drop = await asyncio.to_thread(open_maildrop, info.maildir, lock_session=settings.lock_session,
+        drop = await offload(open_maildrop, info.maildir, lock_session=settings.lock_session,
                                        lock_wait=ctx.lock_wait, uidl_format=settings.uidl_format)
     except LockTimeout:
         log.info(f"Disconnected: Couldn't lock POP3 session "

@@ -61,6 +61,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mailhorn.durable import fsync_directory
+from mailhorn.iopool import offload
 from mailhorn.queue.store import QueueStore
 
 __all__ = [
@@ -288,24 +289,24 @@ def rename_logs(store: QueueStore, old_id: str, new_id: str) -> None:
 async def arecord_defer(store: QueueStore, queue_id: str, recipient: str, dsn_status: str,
                         reason: str, *, offset: int | None = None, orig_rcpt: str | None = None,
                         when: int | None = None, sync: bool = False) -> None:
-    await asyncio.to_thread(record_defer, store, queue_id, recipient, dsn_status, reason,
+    await offload(record_defer, store, queue_id, recipient, dsn_status, reason,
                             offset=offset, orig_rcpt=orig_rcpt, when=when, sync=sync)
 
 
 async def arecord_bounce(store: QueueStore, queue_id: str, recipient: str, dsn_status: str,
                          reason: str, *, offset: int | None = None, orig_rcpt: str | None = None,
                          when: int | None = None) -> None:
-    await asyncio.to_thread(record_bounce, store, queue_id, recipient, dsn_status, reason,
+    await offload(record_bounce, store, queue_id, recipient, dsn_status, reason,
                             offset=offset, orig_rcpt=orig_rcpt, when=when)
 
 
 async def arecord_trace(store: QueueStore, queue_id: str, recipient: str, dsn_status: str,
                         reason: str, *, action: str = "delivered", offset: int | None = None,
                         orig_rcpt: str | None = None, when: int | None = None) -> None:
-    await asyncio.to_thread(record_trace, store, queue_id, recipient, dsn_status, reason,
+    await offload(record_trace, store, queue_id, recipient, dsn_status, reason,
                             action=action, offset=offset, orig_rcpt=orig_rcpt, when=when)
 
 
 async def aremove_logs(store: QueueStore, queue_id: str,
                        logs: Iterable[str] = LOG_QUEUES) -> list[str]:
-    return await asyncio.to_thread(remove_logs, store, queue_id, tuple(logs))
+    return await offload(remove_logs, store, queue_id, tuple(logs))

@@ -113,15 +113,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import errno
-import functools
 import importlib
 import os
 import stat
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from mailhorn import log
@@ -129,12 +126,14 @@ from mailhorn.address.resolve import RESOLVE_CLASS_LOCAL, Resolver
 from mailhorn.cleanup.request import CleanupRequest, CleanupResult, Outcome, RecipientRequest, Source
 from mailhorn.config.load import Config
 from mailhorn.delivery.request import Action, DeliveryAgent, DeliveryRequest, RecipientStatus
+from mailhorn.iopool import offload
 from mailhorn.queue import defer_log, qmgr_log
 from mailhorn.queue.attempt import ActiveMessage, Job, PendingRecipient, RecordedStatus
 from mailhorn.queue.agents import AgentPool, AgentUnavailable, builtin_error_transport
 from mailhorn.queue.listing import EXPIRE_BIT, REQUEUE_BIT
 from mailhorn.queue.queuefile import CorruptQueueFile, DsnNotify, QueueFile, Recipient, notify_names, read_queue_file
 from mailhorn.queue.scheduler import Scheduler, destination_name, transport_limits
+from mailhorn.iopool import IoPool
 from mailhorn.queue.store import QueueStore
 from mailhorn.runtime import Runtime
 from mailhorn.runtime_build import QmgrWakeup, qmgr_wakeup
@@ -178,7 +177,7 @@ class QueueManager:
         self.resolver = Resolver(config)
         self.active_slots = asyncio.Semaphore(max(config.int("qmgr_message_active_limit"), 1))
         self.tasks: set[asyncio.Task[None]] = set()
-        self.executor = ThreadPoolExecutor(max_workers=QMGR_THREADS, thread_name_prefix="qmgr")
+        self.pool = IoPool(QMGR_THREADS, "qmgr")
         #: Files a scan took that are not in ``active`` yet.
         self.claimed: set[str] = set()
         self.defer_transports = frozenset(config.list("defer_transports"))
@@ -248,8 +247,7 @@ class QueueManager:
 
     async def _io(self, func: Callable[..., _T], *args: object) -> _T:
         """Run blocking file work in the queue manager's threads (the task's context goes along)."""
-        call = functools.partial(contextvars.copy_context().run, func, *args)
-        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+        return await self.pool.run(func, *args)
 
     async def drain(self) -> None:
         """Wait until every started attempt has finished."""
@@ -281,7 +279,7 @@ class QueueManager:
             if self.tasks:
                 await asyncio.gather(*list(self.tasks), return_exceptions=True)
             await self.agents.close()
-            self.executor.shutdown(wait=False)
+            self.pool.close()
 
     # -- one attempt ----------------------------------------------------------------
     async def _attempt(self, queue_id: str, flush: bool, queue: str) -> None:
@@ -370,7 +368,7 @@ class QueueManager:
                 await self._defer(msg)
                 return
             # Postfix's cleanup returns mail it refuses from pickup to the sender.
-            await asyncio.to_thread(self._bounce_all, msg, reply.status or "5.0.0", reply.text)
+            await offload(self._bounce_all, msg, reply.status or "5.0.0", reply.text)
             await self._finish(msg)
             return
         with contextlib.suppress(FileNotFoundError):
@@ -382,7 +380,7 @@ class QueueManager:
         session = self.runtime.cleanup.open(request)
         chunks = self.store.content(ACTIVE, msg.queue_id, msg.qf)
         try:
-            while (piece := await asyncio.to_thread(next, chunks, None)) is not None:
+            while (piece := await offload(next, chunks, None)) is not None:
                 await session.write(piece)
         except BaseException:
             await session.abort()
@@ -678,7 +676,7 @@ class QueueManager:
         ``present`` is what the caller already knows of the log (None: look).
         """
         if present is None:
-            present = await asyncio.to_thread(self._log_exists, log_name, msg.queue_id)
+            present = await offload(self._log_exists, log_name, msg.queue_id)
         if not present:
             return True
         if not await self._send_dsn(msg, kind):
@@ -708,7 +706,7 @@ class QueueManager:
             if self._expired(msg):
                 qmgr_log.expired(msg.queue_id, msg.qf.sender, forced=msg.forced_expire)
                 try:
-                    await asyncio.to_thread(self._expire, msg)
+                    await offload(self._expire, msg)
                 except FileNotFoundError:
                     return
                 if await self._flush_log(msg, "bounce", "failure"):
@@ -718,7 +716,7 @@ class QueueManager:
             elif msg.qf.warn_time and self.now() >= msg.qf.warn_time:
                 if await self._send_dsn(msg, "delay"):
                     with contextlib.suppress(FileNotFoundError):
-                        await asyncio.to_thread(self.store.set_warn_time, ACTIVE, msg.queue_id, msg.qf, 0)
+                        await offload(self.store.set_warn_time, ACTIVE, msg.queue_id, msg.qf, 0)
         if msg.deferred or keep:
             await self._defer(msg)
         else:
@@ -750,7 +748,7 @@ class QueueManager:
         when = self.now() + self.backoff(msg)
         path = self.store.path(ACTIVE, msg.queue_id)
         try:
-            await asyncio.to_thread(os.utime, path, (when, when))
+            await offload(os.utime, path, (when, when))
             await self.store.amove(msg.queue_id, ACTIVE, "deferred", durable=False)
         except FileNotFoundError:
             log.warning(f"{msg.queue_id}: rename from {ACTIVE} to deferred: {os.strerror(errno.ENOENT)}",

@@ -32,6 +32,7 @@ from mailhorn import log
 from mailhorn.cleanup.cleanup import CleanupSession as ConcreteSession
 from mailhorn.cleanup.request import CleanupRequest, Outcome, RecipientRequest, Source
 from mailhorn.config.load import Config
+from mailhorn.iopool import offload
 from mailhorn.queue.maildrop import ATTR_EXTRACT, ATTR_UID, PICKUP_SOCKET
 from mailhorn.queue.queuefile import CorruptQueueFile, QueueFile, iter_content, notify_names
 from mailhorn.queue.store import QueueStore, is_queue_id
@@ -69,10 +70,10 @@ async def pickup_file(store: QueueStore, runtime: Runtime, name: str) -> bool:
         queue_id = await session.start()
         log.info(f"{queue_id}: uid={request.submit_uid} from=<{qf.sender}>")
     try:
-        stream = await asyncio.to_thread(open, store.path("maildrop", name), "rb")
+        stream = await offload(open, store.path("maildrop", name), "rb")
         try:
             chunks = iter_content(stream, qf)
-            while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+            while (chunk := await offload(next, chunks, None)) is not None:
                 await session.write(chunk)
         finally:
             stream.close()
@@ -94,7 +95,7 @@ async def pickup_file(store: QueueStore, runtime: Runtime, name: str) -> bool:
 
 async def scan_once(store: QueueStore, runtime: Runtime) -> int:
     """Pick up every complete maildrop file once; returns how many were done."""
-    names = await asyncio.to_thread(lambda: sorted(n for n in os.listdir(os.path.join(store.root, "maildrop"))
+    names = await offload(lambda: sorted(n for n in os.listdir(os.path.join(store.root, "maildrop"))
                                                    if is_queue_id(n)))
     done = 0
     for name in names:

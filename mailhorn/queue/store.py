@@ -48,6 +48,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from mailhorn.iopool import offload
 from mailhorn.queue.fsync import (
     FAULT_INJECT_ENV,
     DirSyncGroup,
@@ -475,19 +476,19 @@ class QueueStore:
 
     # -- asyncio wrappers --------------------------------------------------
     async def amove(self, queue_id: str, src: str, dst: str, *, durable: bool = True) -> str:
-        return await asyncio.to_thread(functools.partial(self.move, queue_id, src, dst, durable=durable))
+        return await offload(functools.partial(self.move, queue_id, src, dst, durable=durable))
 
     async def amark_done(self, queue: str, queue_id: str, offsets: list[int] | tuple[int, ...]) -> None:
-        await asyncio.to_thread(self.mark_done, queue, queue_id, offsets)
+        await offload(self.mark_done, queue, queue_id, offsets)
 
     async def aremove(self, queue: str, queue_id: str, *, durable: bool = True) -> None:
-        await asyncio.to_thread(functools.partial(self.remove, queue, queue_id, durable=durable))
+        await offload(functools.partial(self.remove, queue, queue_id, durable=durable))
 
     async def aread(self, queue: str, queue_id: str, *, verify_content: bool = True) -> QueueFile:
-        return await asyncio.to_thread(self.read, queue, queue_id, verify_content=verify_content)
+        return await offload(self.read, queue, queue_id, verify_content=verify_content)
 
     async def awriter(self, arrival: float | None = None) -> QueueWriter:
-        return await asyncio.to_thread(self.writer, arrival)
+        return await offload(self.writer, arrival)
 
 
 class QueueWriter:
@@ -669,12 +670,12 @@ class QueueWriter:
 
     async def acommit(self, queue: str = "incoming") -> str:
         """:meth:`commit` in a worker thread, for asyncio callers."""
-        return await asyncio.to_thread(self.commit, queue)
+        return await offload(self.commit, queue)
 
     async def awrite(self, data: bytes | memoryview) -> None:
         """:meth:`write`, moving to a worker thread only when the buffer flushes."""
         if len(self._buffer) + len(data) + 64 >= _FLUSH_AT:
-            await asyncio.to_thread(self.write, data)
+            await offload(self.write, data)
         else:
             self.write(data)
 

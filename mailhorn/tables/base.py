@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar, runtime_checkable
 
 from mailhorn.config.errors import ConfigError
+from mailhorn.iopool import offload
 
 
 class TableRetry(Exception):
@@ -91,4 +92,4 @@ async def lookup_async(table: Table, key: str) -> str | None:
     """Look ``key`` up without blocking the event loop."""
     if type(table) in _IN_MEMORY:
         return table.lookup(key)
-    return await asyncio.to_thread(table.lookup, key)
+    return await offload(table.lookup, key)

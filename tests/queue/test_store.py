@@ -18,6 +18,7 @@ import pytest
 
 from mailhorn.config.load import Config
 from mailhorn.config.maincf import parse_main_cf
+from mailhorn.iopool import IoPool, set_shared_pool
 from mailhorn.queue.queuefile import CorruptQueueFile
 from mailhorn.queue.store import (
     QUEUE_NAMES,
@@ -367,8 +368,7 @@ def test_async_commits_share_fsyncs_and_do_not_block_the_loop(tmp_path: Path) ->
         return await writer.acommit()
 
     async def main() -> list[str]:
-        loop = asyncio.get_running_loop()
-        loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(count + 2))
+        set_shared_pool(IoPool(count + 2))  # every commit waits in a thread of its own
         ticks = 0
 
         async def ticker() -> None:
