@@ -11,6 +11,7 @@ import time
 import pytest
 
 from mailhorn.iopool import IoPool, offload
+from tests.helpers.loop import ticks_while
 
 _VAR: contextvars.ContextVar[str] = contextvars.ContextVar("iopool_test", default="unset")
 
@@ -35,18 +36,8 @@ def test_calls_run_side_by_side_up_to_max_threads_and_the_loop_keeps_running() -
     barrier = threading.Barrier(4, timeout=30)
 
     async def main() -> int:
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                ticks += 1
-                await asyncio.sleep(0)
-
-        tick = asyncio.create_task(ticker())
         # Four calls that each wait for all four: they finish only if they run at once.
-        results = await asyncio.gather(*(pool.run(barrier.wait) for _ in range(4)))
-        tick.cancel()
+        results, ticks = await ticks_while(asyncio.gather(*(pool.run(barrier.wait) for _ in range(4))))
         assert sorted(results) == [0, 1, 2, 3]
         return ticks
 

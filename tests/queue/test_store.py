@@ -31,6 +31,7 @@ from mailhorn.queue.store import (
     is_queue_id,
     make_queue_id,
 )
+from tests.helpers.loop import ticks_while
 from tests.queue.util import SAMPLE, make_store, write_sample
 
 
@@ -369,17 +370,7 @@ def test_async_commits_share_fsyncs_and_do_not_block_the_loop(tmp_path: Path) ->
 
     async def main() -> list[str]:
         set_shared_pool(IoPool(count + 2))  # every commit waits in a thread of its own
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                ticks += 1
-                await asyncio.sleep(0)
-
-        tick_task = asyncio.create_task(ticker())
-        ids = await asyncio.gather(*(one(i) for i in range(count)))
-        tick_task.cancel()
+        ids, ticks = await ticks_while(asyncio.gather(*(one(i) for i in range(count))))
         assert ticks > count  # the loop kept running while commits waited
         return list(ids)
 
