@@ -171,7 +171,7 @@ async def feed_stdin(stdin: asyncio.StreamWriter, pieces: Iterator[bytes]) -> No
             stdin.write(piece)
             await stdin.drain()
     except (BrokenPipeError, ConnectionResetError):
-        pass
+        pass  # the command stopped reading: its exit status decides
     finally:
         with contextlib.suppress(OSError, RuntimeError):
             stdin.close()

@@ -126,7 +126,6 @@ from mailhorn.address.resolve import RESOLVE_CLASS_LOCAL, Resolver
 from mailhorn.cleanup.request import CleanupRequest, CleanupResult, Outcome, RecipientRequest, Source
 from mailhorn.config.load import Config
 from mailhorn.delivery.request import Action, DeliveryAgent, DeliveryRequest, RecipientStatus
-from mailhorn.iopool import offload
 from mailhorn.queue import defer_log, qmgr_log
 from mailhorn.queue.attempt import ActiveMessage, Job, PendingRecipient, RecordedStatus
 from mailhorn.queue.agents import AgentPool, AgentUnavailable, builtin_error_transport
@@ -368,7 +367,7 @@ class QueueManager:
                 await self._defer(msg)
                 return
             # Postfix's cleanup returns mail it refuses from pickup to the sender.
-            await offload(self._bounce_all, msg, reply.status or "5.0.0", reply.text)
+            await self._io(self._bounce_all, msg, reply.status or "5.0.0", reply.text)
             await self._finish(msg)
             return
         with contextlib.suppress(FileNotFoundError):
@@ -380,7 +379,7 @@ class QueueManager:
         session = self.runtime.cleanup.open(request)
         chunks = self.store.content(ACTIVE, msg.queue_id, msg.qf)
         try:
-            while (piece := await offload(next, chunks, None)) is not None:
+            while (piece := await self._io(next, chunks, None)) is not None:
                 await session.write(piece)
         except BaseException:
             await session.abort()
@@ -676,7 +675,7 @@ class QueueManager:
         ``present`` is what the caller already knows of the log (None: look).
         """
         if present is None:
-            present = await offload(self._log_exists, log_name, msg.queue_id)
+            present = await self._io(self._log_exists, log_name, msg.queue_id)
         if not present:
             return True
         if not await self._send_dsn(msg, kind):
@@ -706,7 +705,7 @@ class QueueManager:
             if self._expired(msg):
                 qmgr_log.expired(msg.queue_id, msg.qf.sender, forced=msg.forced_expire)
                 try:
-                    await offload(self._expire, msg)
+                    await self._io(self._expire, msg)
                 except FileNotFoundError:
                     return
                 if await self._flush_log(msg, "bounce", "failure"):
@@ -716,7 +715,7 @@ class QueueManager:
             elif msg.qf.warn_time and self.now() >= msg.qf.warn_time:
                 if await self._send_dsn(msg, "delay"):
                     with contextlib.suppress(FileNotFoundError):
-                        await offload(self.store.set_warn_time, ACTIVE, msg.queue_id, msg.qf, 0)
+                        await self._io(self.store.set_warn_time, ACTIVE, msg.queue_id, msg.qf, 0)
         if msg.deferred or keep:
             await self._defer(msg)
         else:
@@ -748,7 +747,7 @@ class QueueManager:
         when = self.now() + self.backoff(msg)
         path = self.store.path(ACTIVE, msg.queue_id)
         try:
-            await offload(os.utime, path, (when, when))
+            await self._io(os.utime, path, (when, when))
             await self.store.amove(msg.queue_id, ACTIVE, "deferred", durable=False)
         except FileNotFoundError:
             log.warning(f"{msg.queue_id}: rename from {ACTIVE} to deferred: {os.strerror(errno.ENOENT)}",
