@@ -11,7 +11,7 @@ import time
 import pytest
 
 from mailhorn.iopool import IoPool, offload
-from tests.helpers.loop import ticks_while
+from tests.helpers.loop import LoopProbe
 
 _VAR: contextvars.ContextVar[str] = contextvars.ContextVar("iopool_test", default="unset")
 
@@ -32,16 +32,19 @@ def test_results_exceptions_and_context_reach_the_caller() -> None:
 
 
 def test_calls_run_side_by_side_up_to_max_threads_and_the_loop_keeps_running() -> None:
-    pool = IoPool(4, "test")
+    pool = IoPool(4, "side-by-side")
     barrier = threading.Barrier(4, timeout=30)
+    probe = LoopProbe()
 
-    async def main() -> int:
-        # Four calls that each wait for all four: they finish only if they run at once.
-        results, ticks = await ticks_while(asyncio.gather(*(pool.run(barrier.wait) for _ in range(4))))
-        assert sorted(results) == [0, 1, 2, 3]
-        return ticks
+    def meet() -> tuple[int, bool]:
+        # Four calls that each wait for all four finish only if they run at
+        # once; each then asks the loop, which must still be running.
+        return barrier.wait(), probe.loop_answers()
 
-    assert asyncio.run(main()) > 4
+    async def main() -> list[tuple[int, bool]]:
+        return await probe.around(asyncio.gather(*(pool.run(meet) for _ in range(4))))
+
+    assert sorted(asyncio.run(main())) == [(0, True), (1, True), (2, True), (3, True)]
     assert pool._threads <= 4
     pool.close()
 
@@ -81,13 +84,13 @@ def test_a_pool_follows_a_new_event_loop_once_the_old_one_is_closed() -> None:
 
 
 def test_idle_threads_end_on_close() -> None:
-    pool = IoPool(3, "test")
+    pool = IoPool(3, "idle-on-close")
 
     async def main() -> None:
         await asyncio.gather(*(pool.run(time.sleep, 0.05) for _ in range(3)))
 
     asyncio.run(main())
-    before = {t for t in threading.enumerate() if t.name.startswith("test-")}
+    before = {t for t in threading.enumerate() if t.name.startswith("idle-on-close-")}
     assert before
     pool.close()
     deadline = time.monotonic() + 10
