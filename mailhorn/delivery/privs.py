@@ -69,6 +69,7 @@ from typing import IO, Any
 from mailhorn import privsep
 from mailhorn.config.load import Config
 from mailhorn.delivery import mbox
+from mailhorn.fdwait import readable
 from mailhorn.iopool import offload
 from mailhorn.mailstore import maildir, quota, writer
 from mailhorn.mailstore.errors import DiskFull, LockTimeout, QuotaExceeded
@@ -475,10 +476,9 @@ def _socket_open(sock: socket.socket) -> bool:
     """Whether the peer still listens: between requests a helper says nothing,
     so a readable socket means it closed."""
     try:
-        ready, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
+        return not readable(sock.fileno(), 0)
+    except OSError:
         return False
-    return not ready
 
 
 _muxes: dict[tuple[int, int, tuple[int, ...]], _Mux] = {}

@@ -29,7 +29,6 @@ failed query → :class:`TableRetry` with a warning in Postfix's words.
 from __future__ import annotations
 
 import math
-import select
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from mailhorn import log
 from mailhorn.config.load import Config
 from mailhorn.config.maincf import split_list
+from mailhorn.fdwait import readable
 from mailhorn.tables.base import OpenOptions
 from mailhorn.tables.sql import (
     DEFAULT_TIMEOUT,
@@ -178,7 +178,7 @@ class PgsqlTable(SqlTable):
             while True:
                 while pgconn.is_busy():
                     remaining = deadline - time.monotonic()
-                    ready = select.select([pgconn.socket], [], [], max(0.0, remaining))[0] if remaining > 0 else []
+                    ready = remaining > 0 and readable(pgconn.socket, remaining)
                     if not ready:
                         raise ConnectionLost(f"no answer from host {conn.host.text} within {self.driver.timeout:g}s")
                     pgconn.consume_input()

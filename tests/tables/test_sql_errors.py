@@ -9,6 +9,8 @@ dropped is replaced transparently.
 
 from __future__ import annotations
 
+import os
+import resource
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -204,3 +206,23 @@ def test_main_cf_form(mysql_db: str) -> None:
     assert open_table("mysql:vm", config).lookup("alice@example.com") == "alice@mail.example.com"
     with pytest.raises(TableConfigError, match="vm2_dbname"):
         open_table("mysql:vm2", config)
+
+
+def test_pgsql_lookup_with_a_socket_above_fd_setsize(pgsql_db: str, tmp_path: Path) -> None:
+    """A busy worker's descriptors run past 1024, where select() refuses them."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip(f"the hard descriptor limit ({hard}) is too low for this test")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (2048, hard))
+    filler: list[int] = []
+    try:
+        while not filler or filler[-1] < 1100:
+            filler.append(os.open(os.devnull, os.O_RDONLY))
+        cf = write_cf(tmp_path, "h.cf", "hosts = 127.0.0.1\n" + LOGIN["pgsql"].format(db=pgsql_db)
+                      + "query = SELECT v FROM t WHERE k='%s'\n")
+        assert open_table(f"pgsql:{cf}", Config(), cached=False).lookup("alice@example.com") \
+            == "alice@mail.example.com"
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
