@@ -205,6 +205,13 @@ _RELAY = ("relay", "smtpd_relay_restrictions")
 _RECIPIENT = ("recipient", "smtpd_recipient_restrictions")
 
 
+#: A list a stage runs: (list kind, parameter, its restriction words).
+_Planned = tuple[str, str, list[str]]
+#: A stage that passes without a word: no reply, no actions.
+PASSED = CheckResult()
+_NO_IMPLICIT = (False, False)
+
+
 @dataclass
 class _Transaction:
     """What the engine remembers of the current mail transaction."""
@@ -240,13 +247,19 @@ class SmtpdChecks:
         """Run the restrictions of ``stage`` against ``state``."""
         txn = self._transaction(state)
         if txn.discard and stage not in (Stage.CONNECT, Stage.EHLO, Stage.HELO, Stage.ETRN):
-            return CheckResult()
+            return PASSED
+        plan = self._plan(stage, state)
+        implicit = self._implicit_checks(stage)
+        if not plan and not implicit:
+            return PASSED  # nothing to evaluate: most stages of most sessions
         run = Run(stage, state)
-        reply = await self._stage(run, stage, state)
+        reply = await self._stage(run, plan, implicit)
         if reply is None and run.defer_if_permit is not None:
             reply = run.defer_if_permit
         if run.discard:
             txn.discard = True
+        if reply is None and not run.actions:
+            return PASSED
         return CheckResult(reply, tuple(run.actions))
 
     def _transaction(self, state: SmtpdState) -> _Transaction:
@@ -266,45 +279,72 @@ class SmtpdChecks:
             tokens = self._lists[param] = split_list(self.config.get(param))
         return tokens
 
-    async def _stage(self, run: Run, stage: Stage, state: SmtpdState) -> Reply | None:
+    @cached_property
+    def _plans(self) -> dict[tuple[Stage, bool], tuple[_Planned, ...]]:
+        """The lists each stage runs, worked out once per service (see the module doc).
+
+        Keyed by stage and whether the client said HELO/EHLO (the helo list
+        runs at RCPT only then). Empty lists are left out: they cannot
+        change the outcome.
+        """
         delay = self.config.bool("smtpd_delay_reject")
-        plan: list[tuple[str, str]] = []
-        if stage is Stage.CONNECT:
-            plan = [] if delay else [_CLIENT]
-        elif stage in (Stage.HELO, Stage.EHLO):
-            plan = [] if delay else [_HELO]
-        elif stage is Stage.MAIL:
-            if not delay:
-                plan = [_SENDER]
-        elif stage in (Stage.RCPT, Stage.VRFY):
-            if delay:
-                plan = [_CLIENT] + ([_HELO] if state.helo_name is not None else []) + [_SENDER]
-            relay_first = self.config.bool("smtpd_relay_before_recipient_restrictions")
-            plan += [_RELAY, _RECIPIENT] if relay_first else [_RECIPIENT, _RELAY]
-        elif stage is Stage.DATA:
-            plan = [("data", "smtpd_data_restrictions")]
-        elif stage is Stage.END_OF_MESSAGE:
-            plan = [("end_of_data", "smtpd_end_of_data_restrictions")]
-        elif stage is Stage.ETRN:
-            plan = [("etrn", "smtpd_etrn_restrictions")]
-        for kind, param in plan:
-            outcome = await self.run_list(run, ListCtx(kind), self._tokens(param), param)
+        relay_first = self.config.bool("smtpd_relay_before_recipient_restrictions")
+        plans: dict[tuple[Stage, bool], tuple[_Planned, ...]] = {}
+        for stage in Stage:
+            for helo in (False, True):
+                lists: list[tuple[str, str]] = []
+                if stage is Stage.CONNECT:
+                    lists = [] if delay else [_CLIENT]
+                elif stage in (Stage.HELO, Stage.EHLO):
+                    lists = [] if delay else [_HELO]
+                elif stage is Stage.MAIL:
+                    lists = [] if delay else [_SENDER]
+                elif stage in (Stage.RCPT, Stage.VRFY):
+                    if delay:
+                        lists = [_CLIENT] + ([_HELO] if helo else []) + [_SENDER]
+                    lists += [_RELAY, _RECIPIENT] if relay_first else [_RECIPIENT, _RELAY]
+                elif stage is Stage.DATA:
+                    lists = [("data", "smtpd_data_restrictions")]
+                elif stage is Stage.END_OF_MESSAGE:
+                    lists = [("end_of_data", "smtpd_end_of_data_restrictions")]
+                elif stage is Stage.ETRN:
+                    lists = [("etrn", "smtpd_etrn_restrictions")]
+                plans[stage, helo] = tuple((kind, param, tokens) for kind, param in lists
+                                           if (tokens := self._tokens(param)))
+        return plans
+
+    def _plan(self, stage: Stage, state: SmtpdState) -> tuple[_Planned, ...]:
+        return self._plans[stage, state.helo_name is not None]
+
+    @cached_property
+    def _implicit_flags(self) -> tuple[bool, bool, bool]:
+        """(runs at MAIL, unlisted sender, unlisted recipient): smtpd_reject_unlisted_* (postconf(5))."""
+        return (not self.config.bool("smtpd_delay_reject"),
+                self.config.bool("smtpd_reject_unlisted_sender"),
+                self.config.bool("smtpd_reject_unlisted_recipient"))
+
+    def _implicit_checks(self, stage: Stage) -> tuple[bool, bool]:
+        """Whether (reject_unlisted_sender, reject_unlisted_recipient) run implicitly at ``stage``."""
+        at_mail, sender, recipient = self._implicit_flags
+        if stage in (Stage.RCPT, Stage.VRFY):
+            return (sender, recipient) if sender or recipient else _NO_IMPLICIT
+        if stage is Stage.MAIL and at_mail and sender:
+            return (True, False)
+        return _NO_IMPLICIT
+
+    async def _stage(self, run: Run, plan: tuple[_Planned, ...], implicit: tuple[bool, bool]) -> Reply | None:
+        for kind, param, tokens in plan:
+            outcome = await self.run_list(run, ListCtx(kind), tokens, param)
             if isinstance(outcome, Reply):
                 return outcome
             if run.discard:
                 return None
-        if stage in (Stage.RCPT, Stage.VRFY) or (stage is Stage.MAIL and not delay):
-            return await self._implicit(run, stage)
-        return None
-
-    async def _implicit(self, run: Run, stage: Stage) -> Reply | None:
-        """smtpd_reject_unlisted_sender / _recipient (postconf(5))."""
-        st = run.state
-        if self.config.bool("smtpd_reject_unlisted_sender") and st.sender:
+        sender, recipient = implicit
+        if sender and run.state.sender:
             outcome = await checks_addr.unlisted(self, run, "sender")
             if isinstance(outcome, Reply):
                 return outcome
-        if stage in (Stage.RCPT, Stage.VRFY) and self.config.bool("smtpd_reject_unlisted_recipient"):
+        if recipient:
             outcome = await checks_addr.unlisted(self, run, "recipient")
             if isinstance(outcome, Reply):
                 return outcome
