@@ -117,6 +117,10 @@ class Entry:
         self.is_table = self.table is not None or self.unavailable is not None
 
 
+#: Answers a pattern-only list remembers before it starts over.
+_MEMO_SIZE = 4096
+
+
 @functools.lru_cache(maxsize=4096)
 def _address_like(addr: str) -> bool:
     """Whether ``addr`` has only the characters of an IPv4/IPv6 address (clients
@@ -153,6 +157,11 @@ class MatchList:
         }
         #: The comparison of each argument of :meth:`_matches`, in order.
         self._funcs = tuple(by_kind[m] for m in self.matchers)
+        #: Answers already given, for a list of patterns only (no tables):
+        #: its answer depends on nothing but the arguments, and the same
+        #: client is matched against the same list several times a session.
+        self._memo: dict[tuple[str, ...], bool] | None = (
+            None if any(entry.is_table for entry in self.entries) else {})
 
     # -- building ---------------------------------------------------------
     def _error(self, text: str, file: str | None, line: int | None) -> MatchListError:
@@ -268,6 +277,19 @@ class MatchList:
         return parsed is not None and entry.network.contains(*parsed)
 
     def _matches(self, *args: str) -> bool:
+        memo = self._memo
+        if memo is not None:
+            known = memo.get(args)
+            if known is not None:
+                return known
+        found = self._search(args)
+        if memo is not None:
+            if len(memo) >= _MEMO_SIZE:
+                memo.clear()
+            memo[args] = found
+        return found
+
+    def _search(self, args: tuple[str, ...]) -> bool:
         pairs = tuple(zip(self._funcs, [arg.casefold() for arg in args]))
         for entry in self.entries:
             for func, arg in pairs:
