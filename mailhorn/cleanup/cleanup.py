@@ -376,10 +376,10 @@ class CleanupSession:
             writer.warn_time(int(self.arrival) + self._svc.delay_warning)
         if state.content_filter:
             writer.content_filter(state.content_filter)
-        writer.attribute("rewrite_context", "local" if state.rewrite_local else "remote")
+        pairs = [("rewrite_context", "local" if state.rewrite_local else "remote")]
         if req.source is Source.SMTPD:
             origin = f"{client.name}[{client.addr}]"
-            pairs = [
+            pairs += [
                 ("log_client_name", client.name), ("log_client_address", client.addr),
                 ("log_client_port", client.port), ("log_message_origin", origin),
                 ("log_helo_name", client.helo), ("log_protocol_name", client.protocol),
@@ -389,14 +389,10 @@ class CleanupSession:
                 ("sasl_method", client.sasl_method), ("sasl_username", client.sasl_username),
                 ("sasl_sender", client.sasl_sender), ("log_ident", client.log_ident),
             ]
-            for name, value in pairs:
-                if value:
-                    writer.attribute(name, value)
-        encoding = state.encoding()
-        if encoding:
-            writer.attribute("encoding", encoding)
+        pairs.append(("encoding", state.encoding()))
         if req.smtputf8:
-            writer.attribute("smtputf8", "1")
+            pairs.append(("smtputf8", "1"))
+        writer.attributes([(name, value) for name, value in pairs if value])
         writer.sender(state.sender, req.sender_fullname)
         ret = {"FULL": DsnRet.FULL, "HDRS": DsnRet.HDRS}.get((req.dsn_ret or "").upper())
         if req.dsn_envid is not None or ret is not None:

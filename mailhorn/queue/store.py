@@ -44,7 +44,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -576,6 +576,10 @@ class QueueWriter:
     def attribute(self, name: str, value: str) -> None:
         self._guard()
         self.qf.attribute(name, value)
+
+    def attributes(self, pairs: Iterable[tuple[str, str]]) -> None:
+        self._guard()
+        self.qf.attributes(pairs)
 
     def content_filter(self, value: str) -> None:
         self._guard()
