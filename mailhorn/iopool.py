@@ -128,6 +128,10 @@ class IoPool:
                 self._finish(future, None, exc)
             else:
                 self._finish(future, result, None)
+                del result
+            # An idle thread keeps nothing of its last call alive (its
+            # arguments may hold a message's buffers or a whole store).
+            del job, context, func, args, kwargs, future
 
     def _finish(self, future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
         self._done.append((future, result, exc))
