@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mailhorn.iopool import offload
+from mailhorn.queue.spares import SpareFiles
 from mailhorn.queue.fsync import (
     FAULT_INJECT_ENV,
     DirSyncGroup,
@@ -207,6 +208,11 @@ class QueueStore:
     hooks: FsHooks = field(default_factory=FsHooks)
     _groups: dict[str, DirSyncGroup] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: Unnamed files in ``incoming`` made ahead for :meth:`awriter`.
+    spares: SpareFiles = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.spares = SpareFiles(os.path.join(self.root, "incoming"), _FILE_MODE, TEMP_PREFIX)
 
     @classmethod
     def from_config(cls, config: Config, hooks: FsHooks | None = None) -> QueueStore:
@@ -488,11 +494,18 @@ class QueueStore:
         return await offload(self.read, queue, queue_id, verify_content=verify_content)
 
     async def awriter(self, arrival: float | None = None) -> QueueWriter:
+        """:meth:`writer` for asyncio callers: from a spare file when one is ready
+        (no thread needed), else in a worker thread."""
+        spare = self.spares.take()
+        if spare is not None:
+            return QueueWriter(self, arrival, spare)
         return await offload(self.writer, arrival)
 
 
 class QueueWriter:
-    """One new queue file, written to ``incoming/tmp.*`` until committed.
+    """One new queue file, written to ``incoming/tmp.*`` until committed, or
+    to an unnamed file from :attr:`QueueStore.spares` (``O_TMPFILE``) that
+    the commit links under its queue ID.
 
     Use as a context manager: leaving the block without :meth:`commit`
     (or with an exception) removes the temporary file. Every write or fsync
@@ -500,7 +513,7 @@ class QueueWriter:
     nothing half-written is ever acknowledged.
     """
 
-    def __init__(self, store: QueueStore, arrival: float | None) -> None:
+    def __init__(self, store: QueueStore, arrival: float | None, spare: tuple[int, int] | None = None) -> None:
         self._store = store
         self._hooks = store.hooks
         if arrival is None:
@@ -516,8 +529,12 @@ class QueueWriter:
         self._fd = -1
         self.temp_path = ""
         try:
-            self._open_temp()
-            inode = os.fstat(self._fd).st_ino
+            if spare is None:
+                self._open_temp()
+                inode = os.fstat(self._fd).st_ino
+            else:
+                # An unnamed file from QueueStore.spares: no temp_path.
+                self._fd, inode = spare
         except OSError as exc:
             self._discard()
             raise _write_error(exc, "create queue file") from exc
@@ -618,7 +635,9 @@ class QueueWriter:
         Order: end marker and size record, fsync the file, link the queue-ID
         name (never replacing an existing file), remove the temporary name,
         fsync the directory. Returning is the promise that the message
-        survives a crash.
+        survives a crash. A writer that started from a spare file
+        (``O_TMPFILE``) has no temporary name: the link gives the file its
+        first name, and a crash before it leaves nothing behind.
 
         ``queue`` is where the file goes: ``incoming``, or ``hold`` for a
         message held before it was ever queued (cleanup's HOLD), which then
@@ -650,7 +669,10 @@ class QueueWriter:
             self._hooks.crash_point("before-fsync")
             self._hooks.fsync(self._fd)
             self._hooks.crash_point("after-fsync")
-            os.link(self.temp_path, final)
+            if self.temp_path:
+                os.link(self.temp_path, final)
+            else:
+                self._store.spares.link(self._fd, final)
         except OSError as exc:
             self._discard()
             if exc.errno == errno.EEXIST:
@@ -658,7 +680,8 @@ class QueueWriter:
             raise _write_error(exc, "queue file write error") from exc
         self._hooks.crash_point("after-link")
         try:
-            _unlink_quietly(self.temp_path)
+            if self.temp_path:
+                _unlink_quietly(self.temp_path)
             self._hooks.crash_point("before-dir-fsync")
             self._store._dir_fsync(target)
             self._hooks.crash_point("after-dir-fsync")
