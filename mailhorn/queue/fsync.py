@@ -14,10 +14,9 @@ import errno
 import os
 import random
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from mailhorn.durable import fsync_directory
 
 __all__ = ["FAULT_INJECT_ENV", "DirSyncGroup", "FsHooks", "environment_hooks", "fault_injection_hooks"]
 
@@ -56,6 +55,10 @@ class DirSyncGroup:
     def __init__(self, path: str, hooks: FsHooks) -> None:
         self.path = path
         self._hooks = hooks
+        #: The directory's descriptor, opened at the first fsync and kept
+        #: (a list, so that the finalizer can close it without the group).
+        self._fd = [-1]
+        weakref.finalize(self, _close, self._fd)
         self._cond = threading.Condition()
         self._started = 0
         self._completed = 0
@@ -94,7 +97,16 @@ class DirSyncGroup:
                 self.waiting -= 1
 
     def _fsync(self) -> None:
-        fsync_directory(self.path, self._hooks.dir_fsync)
+        # Only the one thread running the group's fsync gets here at a time.
+        if self._fd[0] < 0:
+            self._fd[0] = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._hooks.dir_fsync(self._fd[0])
+
+
+def _close(fd: list[int]) -> None:
+    if fd[0] >= 0:
+        os.close(fd[0])
+        fd[0] = -1
 
 
 #: Environment variable of the fault injection switch (tests only).

@@ -108,7 +108,13 @@ class SpareFiles:
                     return
             for _ in range(BATCH - len(self._files)):
                 fd = os.open(self.directory, _FLAGS, self.mode)
-                self._files.append((fd, os.fstat(fd).st_ino))
+                try:
+                    os.fchmod(fd, self.mode)  # whatever the umask: other mode bits are marks
+                    inode = os.fstat(fd).st_ino
+                except OSError:
+                    os.close(fd)
+                    raise
+                self._files.append((fd, inode))
         except OSError:
             return  # writers create named temporary files meanwhile
 

@@ -524,6 +524,8 @@ class QueueWriter:
             usec = min(int(round((arrival - seconds) * 1_000_000)), 999_999)
         self._incoming = os.path.join(store.root, "incoming")
         self._buffer = bytearray()
+        #: Octets already written to the file (the buffer holds what follows).
+        self._written = 0
         self._committed = False
         self._closed = False
         self._fd = -1
@@ -553,6 +555,7 @@ class QueueWriter:
             except FileExistsError:
                 continue
             self.temp_path = path
+            os.fchmod(self._fd, _FILE_MODE)  # whatever the umask: other bits are marks
             return
         raise OSError(errno.EEXIST, "cannot create a unique temporary queue file")
 
@@ -575,6 +578,7 @@ class QueueWriter:
             self._discard()
             raise _write_error(exc, "queue file write error") from exc
         view.release()
+        self._written += len(self._buffer)
         self._buffer.clear()
 
     def _guard(self) -> None:
@@ -652,6 +656,12 @@ class QueueWriter:
         """
         self._guard()
         size_offset, size_record = self.qf.finish()
+        patch = size_offset < self._written
+        if not patch:
+            # Most messages are still all in the buffer: the size record is
+            # corrected there, and the file is written once.
+            at = size_offset - self._written
+            self._buffer[at:at + len(size_record)] = size_record
         self._flush()
         target = self._incoming
         if queue != "incoming":
@@ -663,9 +673,8 @@ class QueueWriter:
                 raise _write_error(exc, "queue file write error") from exc
         final = os.path.join(target, self.queue_id)
         try:
-            if self._hooks.pwrite(self._fd, size_record, size_offset) != len(size_record):
+            if patch and self._hooks.pwrite(self._fd, size_record, size_offset) != len(size_record):
                 raise OSError(errno.EIO, "short write")
-            os.fchmod(self._fd, _FILE_MODE)
             self._hooks.crash_point("before-fsync")
             self._hooks.fsync(self._fd)
             self._hooks.crash_point("after-fsync")
