@@ -118,6 +118,7 @@ class Session:
         self.extended = False
         self.authenticated = False
         self.sasl_exchange: auth.Exchange | None = None
+        self._loop = asyncio.get_running_loop()
         self.ill_pipelining = False
         self.anvil_counted = False
         self.message_count = 0
@@ -222,8 +223,8 @@ class Session:
         if self.conn.write_blocked:
             async with asyncio.timeout(self.settings.timeout):
                 await self.conn.drain()
-        else:
-            await self.conn.drain()  # returns at once; raises if the peer is gone
+        elif self.conn.lost:
+            raise ConnectionResetError("connection lost")
 
     # -- the session -------------------------------------------------------
     async def run(self) -> None:
@@ -338,7 +339,7 @@ class Session:
         return printable(tail[:100].decode("utf-8", "replace").split("\n")[0].rstrip("\r"))
 
     def _reset_deadline(self) -> None:
-        self._deadline = asyncio.get_running_loop().time() + self.settings.timeout
+        self._deadline = self._loop.time() + self.settings.timeout
 
     def _where_text(self) -> str:
         txn = self.txn

@@ -42,13 +42,17 @@ class Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
         self._buf = bytearray()
         self._eof = False
         self._lost = False
         self._paused = False
-        self._readable: asyncio.Event = asyncio.Event()
-        self._writable: asyncio.Event = asyncio.Event()
-        self._writable.set()
+        # The reader and the writer waiting, as bare futures: a session
+        # waits for input several times per message, and an asyncio.Event
+        # costs a waiter list and more calls for each wait.
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
         self._in_tls_switch = False
         self._deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -62,14 +66,14 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buf += data
-        self._readable.set()
+        self._wake_reader()
         if len(self._buf) > HIGH_WATER and not self._paused and self.transport is not None:
             self._paused = True
             self.transport.pause_reading()
 
     def eof_received(self) -> bool | None:
         self._eof = True
-        self._readable.set()
+        self._wake_reader()
         return None  # close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -78,14 +82,26 @@ class Connection(asyncio.Protocol):
         self._lost = True
         self._eof = True
         self._disarm()
-        self._readable.set()
-        self._writable.set()
+        self._wake_reader()
+        self._write_paused = False
+        self._wake_drainer()
 
     def pause_writing(self) -> None:
-        self._writable.clear()
+        self._write_paused = True
 
     def resume_writing(self) -> None:
-        self._writable.set()
+        self._write_paused = False
+        self._wake_drainer()
+
+    def _wake_reader(self) -> None:
+        waiter = self._read_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake_drainer(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     # -- reading ----------------------------------------------------------
     @property
@@ -104,11 +120,10 @@ class Connection(asyncio.Protocol):
         while nothing has arrived.
         """
         while not self._buf and not self._eof:
-            self._readable.clear()
             if deadline is None:
-                await self._readable.wait()
+                await self._wait_readable()
                 continue
-            loop = asyncio.get_running_loop()
+            loop = self._loop
             if loop.time() >= deadline:
                 raise TimeoutError
             self._deadline = deadline
@@ -117,7 +132,7 @@ class Connection(asyncio.Protocol):
             self._timed_out = False
             self._reading = True
             try:
-                await self._readable.wait()
+                await self._wait_readable()
             finally:
                 self._reading = False
             if self._timed_out and not self._buf and not self._eof:
@@ -129,6 +144,13 @@ class Connection(asyncio.Protocol):
             self._paused = False
             self.transport.resume_reading()
         return data
+
+    async def _wait_readable(self) -> None:
+        waiter = self._read_waiter = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._read_waiter = None
 
     def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         if self._timer is not None:
@@ -143,12 +165,12 @@ class Connection(asyncio.Protocol):
         deadline = self._deadline
         if deadline is None or not self._reading:
             return  # the next read arms the timer again
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         if loop.time() < deadline:
             self._arm(loop, deadline)
             return
         self._timed_out = True
-        self._readable.set()
+        self._wake_reader()
 
     def _disarm(self) -> None:
         if self._timer is not None:
@@ -163,12 +185,22 @@ class Connection(asyncio.Protocol):
     @property
     def write_blocked(self) -> bool:
         """Whether :meth:`drain` would wait (the transport's buffer is full)."""
-        return not self._writable.is_set()
+        return self._write_paused
+
+    @property
+    def lost(self) -> bool:
+        """Whether the connection is gone (:meth:`drain` would raise)."""
+        return self._lost
 
     async def drain(self) -> None:
         if self._lost:
             raise ConnectionResetError("connection lost")
-        await self._writable.wait()
+        while self._write_paused:
+            waiter = self._drain_waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._drain_waiter = None
         if self._lost:
             raise ConnectionResetError("connection lost")
 
