@@ -61,6 +61,10 @@ ENVELOPE_MAX = 64 * 1024
 _HEAD = struct.Struct(">cI")
 #: An attribute name: ASCII letters, digits and underscores.
 _ATTR_NAME = re.compile(r"[A-Za-z0-9_]+")
+#: Attribute names already found well-formed (a few dozen exist; the bound
+#: keeps names from damaged input from growing it).
+_GOOD_NAMES: set[str] = set()
+_GOOD_NAMES_MAX = 256
 _CRC = struct.Struct(">I")
 #: Bytes a record adds around its data: type, length, CRC.
 OVERHEAD = _HEAD.size + _CRC.size
@@ -170,11 +174,19 @@ _CRC_SEED: dict[bytes, int] = {
 _LENGTH = struct.Struct(">I")
 
 
+#: Records up to this size are assembled by concatenation (fewer calls);
+#: larger ones (content) without copying their data more than once.
+_SMALL_RECORD = 4096
+
+
 def encode_record(rtype: RecordType, data: bytes | memoryview) -> bytes:
     """One record's bytes (the same as :func:`_crc` over ``_HEAD``, in fewer steps:
     this runs for every record of every message)."""
     code: bytes = rtype._value_
     length = _LENGTH.pack(len(data))
+    if len(data) <= _SMALL_RECORD:
+        head = length + data
+        return code + head + _CRC.pack(zlib.crc32(head, _CRC_SEED[code]))
     crc = zlib.crc32(data, zlib.crc32(length, _CRC_SEED[code]))
     return b"".join((code, length, data, _CRC.pack(crc)))
 
@@ -259,14 +271,16 @@ class QueueFileWriter:
     def attributes(self, pairs: Iterable[tuple[str, str]]) -> None:
         """Named attributes in one go (cleanup writes a dozen for every message)."""
         self._need("envelope")
-        records = []
+        records = bytearray()
         for name, value in pairs:
-            if _ATTR_NAME.fullmatch(name) is None:
-                raise ValueError(f"bad attribute name {name!r}")
-            records.append(encode_record(RecordType.ATTR, _check_text(f"{name}={value}", "attribute")))
-        data = b"".join(records)
-        self._emit(data)
-        self.offset += len(data)
+            if name not in _GOOD_NAMES:
+                if _ATTR_NAME.fullmatch(name) is None:
+                    raise ValueError(f"bad attribute name {name!r}")
+                if len(_GOOD_NAMES) < _GOOD_NAMES_MAX:
+                    _GOOD_NAMES.add(name)
+            records += encode_record(RecordType.ATTR, _check_text(f"{name}={value}", "attribute"))
+        self._emit(bytes(records))
+        self.offset += len(records)
 
     def content_filter(self, value: str) -> None:
         """The content filter; one in the extracted segment (chosen after the
