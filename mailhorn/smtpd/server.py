@@ -33,12 +33,12 @@ from mailhorn import log
 from mailhorn.config.load import Config
 from mailhorn.config.mastercf import Service
 from mailhorn.dns.resolver import Resolver
-from mailhorn.netserve import accept_loop
+from mailhorn.netserve import accept_loop, in_loop_capable, serve_in_loop
 from mailhorn.runtime import Runtime
 from mailhorn.smtpd.context import Checks, ServiceContext
 from mailhorn.smtpd.peer import PeerResolver
 from mailhorn.smtpd.session import Session
-from mailhorn.smtpd.stream import accept_connection
+from mailhorn.smtpd.stream import Connection, accept_connection
 
 __all__ = ["SHUTDOWN_GRACE", "serve"]
 
@@ -70,10 +70,23 @@ async def serve(listener: socket.socket, config: Config, runtime: Runtime, servi
     if resolver is None:
         resolver = dns
     ctx = ServiceContext.build(config, runtime, service.name, checks, resolver)
-    await accept_loop(listener, lambda sock, peer: _session(ctx, sock, peer), SHUTDOWN_GRACE)
+    if not ctx.tls.wrappermode and in_loop_capable(listener):
+        await serve_in_loop(listener, lambda conn: _plain_session(ctx, conn), SHUTDOWN_GRACE)
+    else:
+        await accept_loop(listener, lambda sock, peer: _session(ctx, sock, peer), SHUTDOWN_GRACE)
+
+
+async def _plain_session(ctx: ServiceContext, conn: Connection) -> None:
+    """A session on a connection the event loop accepted."""
+    transport = conn.transport
+    assert transport is not None
+    client_addr, client_port = _address(transport.get_extra_info("peername"))
+    server_addr, server_port = _address(transport.get_extra_info("sockname"))
+    await Session(ctx, conn, client_addr, client_port, server_addr, server_port).run()
 
 
 async def _session(ctx: ServiceContext, sock: socket.socket, peer: object) -> None:
+    """A session on a socket accepted in Python (TLS wrapper mode: the handshake comes first)."""
     client_addr, client_port = _address(peer)
     try:
         server_addr, server_port = _address(sock.getsockname())

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+from collections.abc import Callable
 from typing import cast
 
 __all__ = ["HIGH_WATER", "Connection", "accept_connection"]
@@ -40,7 +41,10 @@ HIGH_WATER = 256 * 1024
 class Connection(asyncio.Protocol):
     """Receive buffer, flow control and TLS upgrade for one SMTP session."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_made: Callable[[Connection], None] | None = None) -> None:
+        #: Called with this connection once the transport is there (an event
+        #: loop's server starts the session so).
+        self._on_made = on_made
         self.transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
         self._buf = bytearray()
@@ -63,6 +67,8 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        if self._on_made is not None:
+            self._on_made(self)
 
     def data_received(self, data: bytes) -> None:
         self._buf += data
