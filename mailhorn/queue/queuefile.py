@@ -131,6 +131,11 @@ _EXTRACT = frozenset({
 })
 #: Records that only describe the recipient that follows them.
 _RCPT_PREFIX = frozenset({RecordType.DSN_ORCPT, RecordType.DSN_NOTIFY, RecordType.ORIG_RCPT})
+#: The segments as sets of type bytes: a member test on an Enum hashes it
+#: in Python, once per record of every queue file read.
+_ENVELOPE_BYTES = frozenset(t.value for t in _ENVELOPE)
+_CONTENT_BYTES = frozenset(t.value for t in _CONTENT)
+_EXTRACT_BYTES = frozenset(t.value for t in _EXTRACT)
 
 
 class DsnRet(enum.Enum):
@@ -423,7 +428,7 @@ def iter_records(stream: BinaryIO, *, skip_content: bool = False) -> Iterator[Re
     is not): the queue manager's fast path; delivery checks them later.
     """
     offset = 0
-    segment = _ENVELOPE
+    segment = _ENVELOPE_BYTES
     index = 0
     while True:
         head = stream.read(_HEAD.size)
@@ -441,7 +446,7 @@ def iter_records(stream: BinaryIO, *, skip_content: bool = False) -> Iterator[Re
         elif index == 1:
             if rtype is not RecordType.SIZE:
                 raise CorruptQueueFile("size record missing", offset)
-        elif rtype not in segment:
+        elif rtype_byte not in segment:
             raise CorruptQueueFile(f"unexpected record type {rtype.value.decode()}", offset)
         limit = CHUNK_MAX if rtype is RecordType.CONTENT else ENVELOPE_MAX
         if length > limit:
@@ -451,9 +456,12 @@ def iter_records(stream: BinaryIO, *, skip_content: bool = False) -> Iterator[Re
             stream.seek(length + _CRC.size, 1)
             data = b""
         else:
-            data = _read_exact(stream, length, offset, "record data")
-            (crc,) = _CRC.unpack(_read_exact(stream, _CRC.size, offset, "record checksum"))
-            if crc != _crc(rtype_byte, head, data):
+            # Data and checksum in one read; the CRC as _crc computes it, inline
+            # (this runs for every record of every queue file read).
+            body = _read_exact(stream, length + _CRC.size, offset, "record data")
+            data = body[:length]
+            crc = zlib.crc32(data, zlib.crc32(head[1:], _CRC_SEED[rtype_byte]))
+            if crc != int.from_bytes(body[length:], "big"):
                 raise CorruptQueueFile(f"checksum mismatch in {rtype.name} record", offset)
         if index == 0 and data != MAGIC:
             raise CorruptQueueFile("unsupported queue file version", offset)
@@ -461,9 +469,9 @@ def iter_records(stream: BinaryIO, *, skip_content: bool = False) -> Iterator[Re
         offset += _HEAD.size + length + _CRC.size
         index += 1
         if rtype is RecordType.MESSAGE:
-            segment = _CONTENT
+            segment = _CONTENT_BYTES
         elif rtype is RecordType.EXTRACTED:
-            segment = _EXTRACT
+            segment = _EXTRACT_BYTES
         elif rtype is RecordType.END:
             if stream.read(1):
                 raise CorruptQueueFile("data after end-of-file marker", offset)
@@ -586,7 +594,7 @@ class _EnvelopeBuilder:
                 raise CorruptQueueFile("malformed warning time", at)
             self.fields["warn_time"] = _int(data, "warning time", at)
             self.fields["warn_offset"] = at
-        elif t in _RCPT_PREFIX:
+        elif t is RecordType.DSN_ORCPT or t is RecordType.DSN_NOTIFY or t is RecordType.ORIG_RCPT:  # _RCPT_PREFIX
             if t in self.prefix:
                 raise CorruptQueueFile(f"duplicate {t.name} before recipient", at)
             self.prefix[t] = data
