@@ -38,9 +38,9 @@ def _session(system: System, n: int) -> str:
         status, data = imap.select("INBOX")
         if status != "OK":
             return f"{n}: SELECT {status} {data!r}"
-        status, data = imap.noop()
+        status, noop_data = imap.noop()
         if status != "OK":
-            return f"{n}: NOOP {status} {data!r}"
+            return f"{n}: NOOP {status} {noop_data!r}"
         imap.logout()
     except (imaplib.IMAP4.error, OSError) as exc:
         return f"{n}: {exc.__class__.__name__}: {exc}"
