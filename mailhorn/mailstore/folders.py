@@ -206,9 +206,9 @@ def make_maildir(path: Path, *, folder: bool = False) -> None:
             os.close(fd)
 
 
-def is_maildir(path: Path) -> bool:
+def is_maildir(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` holds ``cur``, ``new`` and ``tmp``."""
-    return all((path / sub).is_dir() for sub in ("cur", "new", "tmp"))
+    return all(os.path.isdir(os.path.join(path, sub)) for sub in ("cur", "new", "tmp"))
 
 
 def create_folder(root: str | os.PathLike[str], name: str) -> Path:

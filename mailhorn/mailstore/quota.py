@@ -106,8 +106,8 @@ def quota_root(maildir: Path) -> Path:
     back up to the parent. Dovecot also puts ``maildirfolder`` in roots it
     creates, hence the extra test that the folder's name starts with a dot.
     """
-    if (maildir / "maildirfolder").exists() and maildir.name.startswith(".") \
-            and (maildir.parent / "cur").is_dir():
+    if os.path.exists(os.path.join(maildir, "maildirfolder")) and maildir.name.startswith(".") \
+            and os.path.isdir(os.path.join(maildir.parent, "cur")):
         return maildir.parent
     return maildir
 
@@ -124,7 +124,7 @@ class _FileState:
 
 def _read(root: Path) -> _FileState | None:
     try:
-        with open(root / MAILDIRSIZE, "rb") as fh:
+        with open(os.path.join(root, MAILDIRSIZE), "rb") as fh:
             data = fh.read(RECALC_SIZE)
             st = os.fstat(fh.fileno())
     except FileNotFoundError:

@@ -107,22 +107,28 @@ def deliver(maildir: str | os.PathLike[str], source: Readable | Iterable[bytes],
     names; with either the message goes straight to ``cur/``. ``internal_date``
     sets the file's mtime (IMAP INTERNALDATE).
     """
-    box = Path(maildir)
+    # Plain strings, not Path objects: pathlib's parsing was half the Python
+    # time of a delivery.
+    box = os.fspath(maildir)
     letters = check_flags(flags)
     keyword_list = list(dict.fromkeys(keywords))
     for kw in keyword_list:
         if not valid_keyword(kw):
             raise ValueError(f"invalid keyword {kw!r}")
+    quota_applies = False
     try:
         if not is_maildir(box):
-            make_maildir(box, folder=box.name.startswith(".") and is_maildir(box.parent))
+            parent = os.path.dirname(box.rstrip("/"))
+            make_maildir(Path(box), folder=os.path.basename(box.rstrip("/")).startswith(".") and is_maildir(parent))
         if enforce_quota:
-            quotamod.check(box, size_hint or 0, 1, quota_limits)
+            # Without configured limits and without a maildirsize file no
+            # quota applies, and the checks after writing are skipped.
+            quota_applies = quotamod.check(Path(box), size_hint or 0, 1, quota_limits) is not None
     except OSError as exc:
         raise _disk_error(exc) from exc
 
     base = unique_base()
-    tmp_path = box / "tmp" / base
+    tmp_path = os.path.join(box, "tmp", base)
     try:
         fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
@@ -136,18 +142,18 @@ def deliver(maildir: str | os.PathLike[str], source: Readable | Iterable[bytes],
             os.close(fd)
         if internal_date is not None:
             os.utime(tmp_path, (internal_date, internal_date))
-        if enforce_quota:
-            quotamod.check(box, size, 1, quota_limits)
+        if quota_applies:
+            quotamod.check(Path(box), size, 1, quota_limits)
         if keyword_list:
-            with DotLock(box / uidlistmod.UIDLIST):
-                kwmap = KeywordMap.read(box)
+            with DotLock(Path(box) / uidlistmod.UIDLIST):
+                kwmap = KeywordMap.read(Path(box))
                 if kwmap.assign(keyword_list):
-                    kwmap.write(box)
+                    kwmap.write(Path(box))
             letters = sort_flags(letters + "".join(kwmap.letter_of(k) or "" for k in keyword_list))
         subdir = "cur" if letters else "new"
         suffix = info_suffix(letters) if letters else ""
         while True:
-            final = box / subdir / f"{base},S={size},W={vsize}{suffix}"
+            final = os.path.join(box, subdir, f"{base},S={size},W={vsize}{suffix}")
             try:
                 os.link(tmp_path, final)
                 linked = True
@@ -160,7 +166,7 @@ def deliver(maildir: str | os.PathLike[str], source: Readable | Iterable[bytes],
                 os.rename(tmp_path, final)  # file systems without hard links
                 linked = True
                 break
-        fsync_directory(box / subdir)
+        fsync_directory(os.path.join(box, subdir))
     except BaseException as exc:
         if not linked:
             try:
@@ -174,9 +180,9 @@ def deliver(maildir: str | os.PathLike[str], source: Readable | Iterable[bytes],
         os.unlink(tmp_path)
     except FileNotFoundError:
         pass
-    if enforce_quota:
-        quotamod.update(box, size, 1)
-    return Delivered(final, size, vsize)
+    if quota_applies:
+        quotamod.update(Path(box), size, 1)
+    return Delivered(Path(final), size, vsize)
 
 
 def clean_tmp(maildir: str | os.PathLike[str], max_age: float = TMP_MAX_AGE,
