@@ -188,7 +188,7 @@ def maildir_operation(params: Params, source: Iterable[bytes]) -> Result:
     ``maildirsize`` file that is already there, as Dovecot does).
     ``size_limit`` refuses a message file larger than it (EFBIG).
     """
-    path = Path(str(params["path"]))
+    path = str(params["path"])  # a string: pathlib parsing is costly on this path
     size = int(params.get("size", 0))
     size_limit = int(params.get("size_limit", 0))
     if size_limit > 0 and size > size_limit:
@@ -199,8 +199,8 @@ def maildir_operation(params: Params, source: Iterable[bytes]) -> Result:
         done = writer.deliver(path, source, quota_limits=quota.QuotaLimits(int(limit)),
                                enforce_quota=True, size_hint=size)
     elif mode == "scan" and limit:
-        used, count = (quota.count_usage(quota.quota_root(path)) if params.get("extended")
-                       else _inbox_usage(path))
+        used, count = (quota.count_usage(quota.quota_root(Path(path))) if params.get("extended")
+                       else _inbox_usage(Path(path)))
         if used + size > int(limit):
             raise QuotaExceeded(f"Quota exceeded: {used}+{size} bytes of {limit}", used_bytes=used,
                                 used_count=count, limit_bytes=int(limit), limit_count=None)
