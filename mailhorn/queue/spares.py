@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import os
 import weakref
 
@@ -46,6 +47,8 @@ BATCH = 16
 LOW_WATER = 8
 
 _FLAGS = os.O_WRONLY | os.O_CLOEXEC | getattr(os, "O_TMPFILE", 0)
+#: Errors that say nothing about O_TMPFILE support, only about this moment.
+_PASSING = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOSPC, errno.EDQUOT, errno.EINTR})
 
 
 class SpareFiles:
@@ -105,7 +108,7 @@ class SpareFiles:
             if self.usable is None:
                 self.usable = self._probe()
                 if not self.usable:
-                    return
+                    return  # False for good, or None: ask again with the next batch
             for _ in range(BATCH - len(self._files)):
                 fd = os.open(self.directory, _FLAGS, self.mode)
                 try:
@@ -118,17 +121,18 @@ class SpareFiles:
         except OSError:
             return  # writers create named temporary files meanwhile
 
-    def _probe(self) -> bool:
-        """Whether an O_TMPFILE file can be made and linked here."""
+    def _probe(self) -> bool | None:
+        """Whether an O_TMPFILE file can be made and linked here; None when a
+        passing shortage (descriptors, memory, disk space) hid the answer."""
         try:
             fd = os.open(self.directory, _FLAGS, self.mode)
-        except OSError:
-            return False
+        except OSError as exc:
+            return None if exc.errno in _PASSING else False
         probe = os.path.join(self.directory, f"{self.probe_prefix}{os.getpid()}.spare-probe")
         try:
             self.link(fd, probe)
-        except OSError:
-            return False
+        except OSError as exc:
+            return None if exc.errno in _PASSING else False
         finally:
             os.close(fd)
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import os
 from pathlib import Path
@@ -112,3 +113,30 @@ def test_a_forked_child_does_not_write_into_its_parents_spares(tmp_path: Path) -
     assert len(store.spares) == BATCH  # the parent's are still open and its own
     for fd, inode in store.spares._files:
         assert os.fstat(fd).st_ino == inode
+
+
+def test_a_passing_shortage_during_the_probe_is_asked_about_again(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    real_link = store.spares.link
+    calls: list[str] = []
+
+    def short_once(fd: int, path: str) -> None:
+        calls.append(path)
+        if len(calls) == 1:
+            raise OSError(errno.EMFILE, "Too many open files")
+        real_link(fd, path)
+
+    store.spares.link = short_once  # type: ignore[method-assign]
+
+    async def main() -> None:
+        assert store.spares.take() is None
+        for _ in range(100):
+            if store.spares._filling is None:
+                break
+            await asyncio.sleep(0.01)
+        assert store.spares.usable is None and len(store.spares) == 0  # not decided yet
+        await _filled(store)
+
+    asyncio.run(main())
+    assert store.spares.usable is True and len(calls) == 2
+    assert os.listdir(tmp_path / "queue" / "incoming") == []  # the probe file is gone
