@@ -106,6 +106,8 @@ _FILE_MODE = 0o600
 #: A corrupt file is made read-only, as Postfix's MAIL_QUEUE_STAT_CORRUPT.
 _CORRUPT_MODE = 0o400
 _FLUSH_AT = 256 * 1024
+#: Seconds an answer of statvfs() stands for queue_minfree checks.
+FREE_SPACE_TTL = 1.0
 _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 #: The "safe" alphabet of long queue IDs: digits and consonants (no vowels).
@@ -210,6 +212,8 @@ class QueueStore:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     #: Unnamed files in ``incoming`` made ahead for :meth:`awriter`.
     spares: SpareFiles = field(init=False, repr=False)
+    #: When free space was last asked (time.monotonic()) and the answer in bytes.
+    _free_space: tuple[float, int] = field(default=(-FREE_SPACE_TTL, 0), repr=False)
 
     def __post_init__(self) -> None:
         self.spares = SpareFiles(os.path.join(self.root, "incoming"), _FILE_MODE, TEMP_PREFIX)
@@ -331,10 +335,18 @@ class QueueStore:
         """Whether free space allows a message (postconf(5) queue_minfree).
 
         Like Postfix's smtpd, a message needs 1.5 times its announced size
-        beyond ``queue_minfree``.
+        beyond ``queue_minfree``. The free space is asked of the file system
+        at most every :data:`FREE_SPACE_TTL` seconds: ``statvfs`` waits on
+        the file system while it commits, and this runs for every MAIL. (A
+        disk that fills up meanwhile still fails the queue file's writes,
+        which refuses the message with ``452 4.3.1``.)
         """
-        vfs = os.statvfs(self.root)
-        free = vfs.f_bavail * vfs.f_frsize
+        now = time.monotonic()
+        checked, free = self._free_space
+        if now - checked >= FREE_SPACE_TTL:
+            vfs = os.statvfs(self.root)
+            free = vfs.f_bavail * vfs.f_frsize
+            self._free_space = (now, free)
         return free >= self.minfree + message_size + message_size // 2
 
     def writer(self, arrival: float | None = None) -> QueueWriter:

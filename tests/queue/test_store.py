@@ -21,6 +21,7 @@ from mailhorn.config.maincf import parse_main_cf
 from mailhorn.iopool import IoPool, set_shared_pool
 from mailhorn.queue.queuefile import CorruptQueueFile
 from mailhorn.queue.store import (
+    FREE_SPACE_TTL,
     QUEUE_NAMES,
     SAFE_ALPHABET,
     FsHooks,
@@ -419,3 +420,23 @@ def test_200_mb_message_streams_with_bounded_memory(tmp_path: Path) -> None:
     assert check.digest() == digest.digest()
     assert write_peak < 8 * 1024 * 1024, write_peak
     assert read_peak < 8 * 1024 * 1024, read_peak
+
+
+def test_free_space_is_asked_of_the_file_system_at_most_once_a_second(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = make_store(tmp_path)
+    asked: list[str] = []
+    real = os.statvfs
+
+    def counting(path: str) -> os.statvfs_result:
+        asked.append(path)
+        return real(path)
+
+    monkeypatch.setattr(os, "statvfs", counting)
+    assert store.has_space(1000) and store.has_space(2000)
+    assert asked == [store.root]
+    free = store._free_space[1]
+    assert not store.has_space(free)  # 1.5 times the size must fit: decided on the remembered answer
+    store._free_space = (time.monotonic() - FREE_SPACE_TTL, free)
+    assert store.has_space(1000)
+    assert asked == [store.root, store.root]
