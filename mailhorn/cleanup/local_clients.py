@@ -21,6 +21,7 @@ Parameters read: ``local_header_rewrite_clients``, ``inet_interfaces``,
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from collections.abc import Callable
@@ -41,6 +42,16 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 #: host's addresses once at start, a process does not re-probe them per message.
 _LOCAL_CACHE: dict[str, bool] = {}
 _LOCAL_CACHE_MAX = 4096
+
+
+@functools.lru_cache(maxsize=4096)
+def _client_ip(addr: str) -> IPAddress | None:
+    """A client address parsed (None when it is not one); clients repeat, and
+    the ipaddress module is slow to parse."""
+    try:
+        return ipaddress.ip_address(addr.strip("[]"))
+    except ValueError:
+        return None
 
 
 def _is_local_address(addr: str) -> bool:
@@ -122,10 +133,7 @@ class LocalClients:
         every, wanted = self._interfaces()
         if every:
             return _is_local_address(client.addr)
-        try:
-            return ipaddress.ip_address(client.addr.strip("[]")) in wanted
-        except ValueError:
-            return False
+        return _client_ip(client.addr) in wanted
 
     def match(self, client: ClientInfo) -> bool:
         """Whether mail from ``client`` gets its missing headers added."""
