@@ -668,8 +668,8 @@ class QueueWriter:
         """
         self._guard()
         size_offset, size_record = self.qf.finish()
-        patch = size_offset < self._written
-        if not patch:
+        in_place = size_offset < self._written  # the start of the file was written already
+        if not in_place:
             # Most messages are still all in the buffer: the size record is
             # corrected there, and the file is written once.
             at = size_offset - self._written
@@ -685,7 +685,7 @@ class QueueWriter:
                 raise _write_error(exc, "queue file write error") from exc
         final = os.path.join(target, self.queue_id)
         try:
-            if patch and self._hooks.pwrite(self._fd, size_record, size_offset) != len(size_record):
+            if in_place and self._hooks.pwrite(self._fd, size_record, size_offset) != len(size_record):
                 raise OSError(errno.EIO, "short write")
             self._hooks.crash_point("before-fsync")
             self._hooks.fsync(self._fd)
