@@ -134,6 +134,8 @@ class ContentState:
                                 enabled=not settings.mime_disabled)
         self.phase = Phase.PRIMARY_HEADERS
         self._header: list[str] = []
+        #: The name of the header in ``_header`` (None: not known yet).
+        self._header_name: str | None = None
         self._header_size = 0
         self._continued = False
         self._primary: list[bytes] = []
@@ -217,9 +219,10 @@ class ContentState:
             return
         elif text[0] in " \t" and self._header:
             self._append_header(text, join="\n")
-        elif header_name(text) is not None:
+        elif (name := header_name(text)) is not None:
             self._flush_header()
             self._header = [text]
+            self._header_name = name
             self._header_size = len(text)
         else:
             # Not a header: the header block ends here and this is body text
@@ -233,6 +236,7 @@ class ContentState:
     def _append_header(self, text: str, join: str) -> None:
         if not self._header:
             self._header = [text]
+            self._header_name = None
             self._header_size = len(text)
             return
         room = self.s.header_size_limit - self._header_size
@@ -255,10 +259,12 @@ class ContentState:
         self._header = []
         self._header_size = 0
         self._continued = False
-        self._process_header(text)
+        self._process_header(text, self._header_name)
 
-    def _process_header(self, text: str) -> None:
-        name = header_name(text) or ""
+    def _process_header(self, text: str, name: str | None) -> None:
+        """One logical header; ``name`` as the line that started it gave it (None: find it)."""
+        if name is None:
+            name = header_name(text) or ""
         lower = name.lower()
         primary = self.phase is Phase.PRIMARY_HEADERS
         output: list[str] = [text]
@@ -288,10 +294,15 @@ class ContentState:
             if lower in self.s.drop_headers:
                 self.headers_seen.add(lower)
                 return
+            # Address mapping keeps each header's name: the names are those of
+            # the headers before it.
+            if output == [text]:
+                self.headers_seen.add(lower)
+            else:
+                for out in output:
+                    self.headers_seen.add((header_name(out) or "").lower())
             if self.header_map is not None:
                 output = [self.header_map(out) for out in output]
-            for out in output:
-                self.headers_seen.add((header_name(out) or "").lower())
             self._emit_header(output)
         else:
             for out in output:
