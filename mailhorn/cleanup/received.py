@@ -42,15 +42,26 @@ from mailhorn.cleanup.request import ClientInfo
 MAIL_ADDR_MAIL_DAEMON = "MAILER-DAEMON"
 
 
+#: The last date made: (second, zone names, text). Every message gets one or
+#: two, and glibc's localtime() looks at /etc/localtime each time it is called.
+_last_date: tuple[int, tuple[str, str], str] = (-1, ("", ""), "")
+
+
 def mail_date(when: float) -> str:
     """RFC 5322 date as Postfix's mail_date() writes it (space-padded day, zone name)."""
+    global _last_date
     seconds = int(when)
+    last = _last_date
+    if last[0] == seconds and last[1] == time.tzname:  # time.tzset() changes tzname
+        return last[2]
     local = time.localtime(seconds)
     offset = (local.tm_gmtoff or 0) // 60
     sign = "-" if offset < 0 else "+"
     offset = abs(offset)
     stamp = time.strftime("%a, %e %b %Y %H:%M:%S ", local)
-    return f"{stamp}{sign}{offset // 60:02d}{offset % 60:02d} ({time.strftime('%Z', local)})"
+    text = f"{stamp}{sign}{offset // 60:02d}{offset % 60:02d} ({time.strftime('%Z', local)})"
+    _last_date = (seconds, time.tzname, text)
+    return text
 
 
 def rfc_addr(addr: str) -> str:
