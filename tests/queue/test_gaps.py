@@ -121,7 +121,7 @@ def test_recovery_running_beside_a_commit_does_not_fail_it(store: QueueStore) ->
 
 
 class _Paused(Exception):
-    pass
+    """Raised at a crash point to stop a commit exactly there."""
 
 
 def test_recovery_survives_a_writer_removing_its_temporary_name_first(
