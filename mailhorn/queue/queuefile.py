@@ -33,7 +33,7 @@ import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 __all__ = [
     "CorruptQueueFile",
@@ -400,11 +400,11 @@ class QueueFileWriter:
 # ---------------------------------------------------------------- reading
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     """One record as read: where it starts, its type and its data.
 
-    Content records met with ``skip_content`` carry empty data.
+    Content records met with ``skip_content`` carry empty data. (A named
+    tuple: one is made for every record of every queue file read.)
     """
 
     offset: int
@@ -419,6 +419,13 @@ def _read_exact(stream: BinaryIO, count: int, offset: int, what: str) -> bytes:
     return data
 
 
+#: Record types the reader names per record, as plain globals: an Enum
+#: member looked up on its class costs as much as the rest of a small
+#: record's checks.
+_VERSION, _SIZE, _CONTENT_T = RecordType.VERSION, RecordType.SIZE, RecordType.CONTENT
+_MESSAGE, _EXTRACTED, _END = RecordType.MESSAGE, RecordType.EXTRACTED, RecordType.END
+
+
 def iter_records(stream: BinaryIO, *, skip_content: bool = False) -> Iterator[Record]:
     """Validate and yield every record in file order.
 
@@ -427,53 +434,56 @@ def iter_records(stream: BinaryIO, *, skip_content: bool = False) -> Iterator[Re
     data of content chunks is seeked over (framing is still checked, their CRC
     is not): the queue manager's fast path; delivery checks them later.
     """
+    read = stream.read
+    head_size, crc_size = _HEAD.size, _CRC.size
+    unpack = _HEAD.unpack
+    skip = skip_content and stream.seekable()
     offset = 0
     segment = _ENVELOPE_BYTES
     index = 0
     while True:
-        head = stream.read(_HEAD.size)
-        if not head:
-            raise CorruptQueueFile("missing end-of-file marker", offset)
-        if len(head) != _HEAD.size:
-            raise CorruptQueueFile("truncated record header", offset)
-        rtype_byte, length = _HEAD.unpack(head)
+        head = read(head_size)
+        if len(head) != head_size:
+            raise CorruptQueueFile("truncated record header" if head else "missing end-of-file marker", offset)
+        rtype_byte, length = unpack(head)
         rtype = _BY_BYTE.get(rtype_byte[0])
         if rtype is None:
             raise CorruptQueueFile(f"unknown record type {rtype_byte[0]}", offset)
-        if index == 0:
-            if rtype is not RecordType.VERSION:
+        if index > 1:
+            if rtype_byte not in segment:
+                raise CorruptQueueFile(f"unexpected record type {rtype.value.decode()}", offset)
+        elif index == 0:
+            if rtype is not _VERSION:
                 raise CorruptQueueFile("not a queue file (no version record)", offset)
-        elif index == 1:
-            if rtype is not RecordType.SIZE:
-                raise CorruptQueueFile("size record missing", offset)
-        elif rtype_byte not in segment:
-            raise CorruptQueueFile(f"unexpected record type {rtype.value.decode()}", offset)
-        limit = CHUNK_MAX if rtype is RecordType.CONTENT else ENVELOPE_MAX
+        elif rtype is not _SIZE:
+            raise CorruptQueueFile("size record missing", offset)
+        limit = CHUNK_MAX if rtype is _CONTENT_T else ENVELOPE_MAX
         if length > limit:
             raise CorruptQueueFile(f"record length {length} exceeds {limit}", offset)
-        if rtype is RecordType.CONTENT and skip_content and stream.seekable():
+        if skip and rtype is _CONTENT_T:
             # Truncation shows up as a short read of the next record header.
-            stream.seek(length + _CRC.size, 1)
+            stream.seek(length + crc_size, 1)
             data = b""
         else:
             # Data and checksum in one read; the CRC as _crc computes it, inline
             # (this runs for every record of every queue file read).
-            body = _read_exact(stream, length + _CRC.size, offset, "record data")
+            body = read(length + crc_size)
+            if len(body) != length + crc_size:
+                raise CorruptQueueFile("truncated record data", offset)
             data = body[:length]
-            crc = zlib.crc32(data, zlib.crc32(head[1:], _CRC_SEED[rtype_byte]))
-            if crc != int.from_bytes(body[length:], "big"):
+            if zlib.crc32(data, zlib.crc32(head[1:], _CRC_SEED[rtype_byte])) != int.from_bytes(body[length:], "big"):
                 raise CorruptQueueFile(f"checksum mismatch in {rtype.name} record", offset)
-        if index == 0 and data != MAGIC:
-            raise CorruptQueueFile("unsupported queue file version", offset)
+            if index == 0 and data != MAGIC:
+                raise CorruptQueueFile("unsupported queue file version", offset)
         yield Record(offset, rtype, data)
-        offset += _HEAD.size + length + _CRC.size
+        offset += head_size + length + crc_size
         index += 1
-        if rtype is RecordType.MESSAGE:
+        if rtype is _MESSAGE:
             segment = _CONTENT_BYTES
-        elif rtype is RecordType.EXTRACTED:
+        elif rtype is _EXTRACTED:
             segment = _EXTRACT_BYTES
-        elif rtype is RecordType.END:
-            if stream.read(1):
+        elif rtype is _END:
+            if read(1):
                 raise CorruptQueueFile("data after end-of-file marker", offset)
             return
 
@@ -554,68 +564,90 @@ class _EnvelopeBuilder:
         self.end = 0
 
     def add(self, rec: Record) -> None:
-        t, data, at = rec.type, rec.data, rec.offset
-        if t is RecordType.SIZE:
-            fields = data.split()
-            if len(data) != _SIZE_LEN or len(fields) != 6:
-                raise CorruptQueueFile("malformed size record", at)
-            self.size = [_int(f, "size record", at) for f in fields]
-        elif t is RecordType.TIME:
-            parts = data.split(b" ")
-            if len(parts) != 2:
-                raise CorruptQueueFile("malformed arrival time", at)
-            self.time = (_int(parts[0], "arrival time", at), _int(parts[1], "arrival time", at))
-            if self.time[1] >= 1_000_000:
-                raise CorruptQueueFile("malformed arrival time", at)
-        elif t is RecordType.CTIME:
-            self.fields["create_time"] = _int(data, "create time", at)
-        elif t is RecordType.FULLNAME:
-            self.fields["fullname"] = _text(data, "full name", at)
-        elif t is RecordType.SENDER:
-            if self.sender is not None:
-                raise CorruptQueueFile("duplicate sender record", at)
-            self.sender = _text(data, "sender", at)
-        elif t is RecordType.ATTR:
-            name, eq, value = _text(data, "attribute", at).partition("=")
-            if not eq or not name:
-                raise CorruptQueueFile("malformed attribute", at)
-            self.attributes[name] = value
-        elif t is RecordType.CONTENT_FILTER:
-            self.fields["content_filter"] = _text(data, "content filter", at)
-        elif t is RecordType.DSN_RET:
-            ret = _int(data, "DSN RET", at)
-            if ret not in (1, 2):
-                raise CorruptQueueFile("bad DSN RET value", at)
-            self.fields["dsn_ret"] = DsnRet(ret)
-        elif t is RecordType.DSN_ENVID:
-            self.fields["dsn_envid"] = _text(data, "DSN envelope id", at)
-        elif t is RecordType.WARN:
-            if len(data) != _WARN_LEN:
-                raise CorruptQueueFile("malformed warning time", at)
-            self.fields["warn_time"] = _int(data, "warning time", at)
-            self.fields["warn_offset"] = at
-        elif t is RecordType.DSN_ORCPT or t is RecordType.DSN_NOTIFY or t is RecordType.ORIG_RCPT:  # _RCPT_PREFIX
-            if t in self.prefix:
-                raise CorruptQueueFile(f"duplicate {t.name} before recipient", at)
-            self.prefix[t] = data
-        elif t in (RecordType.RCPT, RecordType.DONE):
-            self._recipient(rec)
-        elif t is RecordType.MESSAGE:
-            if self.prefix:
-                raise CorruptQueueFile("recipient attributes without recipient", at)
-            self.content_offset = at + OVERHEAD
-        elif t is RecordType.CONTENT:
-            self.content_seen += len(data) if data else 0
-        elif t is RecordType.EXTRACTED:
-            self.fields["_extracted_at"] = at
-        elif t is RecordType.RETURN_RECEIPT:
-            self.fields["return_receipt"] = _text(data, "return receipt", at)
-        elif t is RecordType.ERRORS_TO:
-            self.fields["errors_to"] = _text(data, "errors-to", at)
-        elif t is RecordType.END:
-            if self.prefix:
-                raise CorruptQueueFile("recipient attributes without recipient", at)
-            self.end = at + OVERHEAD
+        """Take one record (records the builder has no use for are ignored)."""
+        handler = _ADD.get(rec.type)
+        if handler is not None:
+            handler(self, rec)
+
+    # One method per record type (see _ADD), the most frequent first.
+    def _attr(self, rec: Record) -> None:
+        name, eq, value = _text(rec.data, "attribute", rec.offset).partition("=")
+        if not eq or not name:
+            raise CorruptQueueFile("malformed attribute", rec.offset)
+        self.attributes[name] = value
+
+    def _size(self, rec: Record) -> None:
+        data, at = rec.data, rec.offset
+        fields = data.split()
+        if len(data) != _SIZE_LEN or len(fields) != 6:
+            raise CorruptQueueFile("malformed size record", at)
+        self.size = [_int(f, "size record", at) for f in fields]
+
+    def _time(self, rec: Record) -> None:
+        at = rec.offset
+        parts = rec.data.split(b" ")
+        if len(parts) != 2:
+            raise CorruptQueueFile("malformed arrival time", at)
+        self.time = (_int(parts[0], "arrival time", at), _int(parts[1], "arrival time", at))
+        if self.time[1] >= 1_000_000:
+            raise CorruptQueueFile("malformed arrival time", at)
+
+    def _ctime(self, rec: Record) -> None:
+        self.fields["create_time"] = _int(rec.data, "create time", rec.offset)
+
+    def _fullname(self, rec: Record) -> None:
+        self.fields["fullname"] = _text(rec.data, "full name", rec.offset)
+
+    def _sender(self, rec: Record) -> None:
+        if self.sender is not None:
+            raise CorruptQueueFile("duplicate sender record", rec.offset)
+        self.sender = _text(rec.data, "sender", rec.offset)
+
+    def _content_filter(self, rec: Record) -> None:
+        self.fields["content_filter"] = _text(rec.data, "content filter", rec.offset)
+
+    def _dsn_ret(self, rec: Record) -> None:
+        ret = _int(rec.data, "DSN RET", rec.offset)
+        if ret not in (1, 2):
+            raise CorruptQueueFile("bad DSN RET value", rec.offset)
+        self.fields["dsn_ret"] = DsnRet(ret)
+
+    def _dsn_envid(self, rec: Record) -> None:
+        self.fields["dsn_envid"] = _text(rec.data, "DSN envelope id", rec.offset)
+
+    def _warn(self, rec: Record) -> None:
+        if len(rec.data) != _WARN_LEN:
+            raise CorruptQueueFile("malformed warning time", rec.offset)
+        self.fields["warn_time"] = _int(rec.data, "warning time", rec.offset)
+        self.fields["warn_offset"] = rec.offset
+
+    def _rcpt_prefix(self, rec: Record) -> None:
+        """DSN ORCPT, DSN NOTIFY or the original recipient of the recipient that follows."""
+        if rec.type in self.prefix:
+            raise CorruptQueueFile(f"duplicate {rec.type.name} before recipient", rec.offset)
+        self.prefix[rec.type] = rec.data
+
+    def _message(self, rec: Record) -> None:
+        if self.prefix:
+            raise CorruptQueueFile("recipient attributes without recipient", rec.offset)
+        self.content_offset = rec.offset + OVERHEAD
+
+    def _content(self, rec: Record) -> None:
+        self.content_seen += len(rec.data)
+
+    def _extracted(self, rec: Record) -> None:
+        self.fields["_extracted_at"] = rec.offset
+
+    def _return_receipt(self, rec: Record) -> None:
+        self.fields["return_receipt"] = _text(rec.data, "return receipt", rec.offset)
+
+    def _errors_to(self, rec: Record) -> None:
+        self.fields["errors_to"] = _text(rec.data, "errors-to", rec.offset)
+
+    def _end(self, rec: Record) -> None:
+        if self.prefix:
+            raise CorruptQueueFile("recipient attributes without recipient", rec.offset)
+        self.end = rec.offset + OVERHEAD
 
     def _recipient(self, rec: Record) -> None:
         at = rec.offset
@@ -690,6 +722,32 @@ class _EnvelopeBuilder:
             errors_to=opt_str("errors_to"),
             file_size=self.end,
         )
+
+
+#: What the builder does with each record type (the version record needs nothing more).
+_ADD: dict[RecordType, Callable[[_EnvelopeBuilder, Record], None]] = {
+    RecordType.ATTR: _EnvelopeBuilder._attr,
+    RecordType.SIZE: _EnvelopeBuilder._size,
+    RecordType.TIME: _EnvelopeBuilder._time,
+    RecordType.CTIME: _EnvelopeBuilder._ctime,
+    RecordType.FULLNAME: _EnvelopeBuilder._fullname,
+    RecordType.SENDER: _EnvelopeBuilder._sender,
+    RecordType.CONTENT_FILTER: _EnvelopeBuilder._content_filter,
+    RecordType.DSN_RET: _EnvelopeBuilder._dsn_ret,
+    RecordType.DSN_ENVID: _EnvelopeBuilder._dsn_envid,
+    RecordType.WARN: _EnvelopeBuilder._warn,
+    RecordType.DSN_ORCPT: _EnvelopeBuilder._rcpt_prefix,
+    RecordType.DSN_NOTIFY: _EnvelopeBuilder._rcpt_prefix,
+    RecordType.ORIG_RCPT: _EnvelopeBuilder._rcpt_prefix,
+    RecordType.RCPT: _EnvelopeBuilder._recipient,
+    RecordType.DONE: _EnvelopeBuilder._recipient,
+    RecordType.MESSAGE: _EnvelopeBuilder._message,
+    RecordType.CONTENT: _EnvelopeBuilder._content,
+    RecordType.EXTRACTED: _EnvelopeBuilder._extracted,
+    RecordType.RETURN_RECEIPT: _EnvelopeBuilder._return_receipt,
+    RecordType.ERRORS_TO: _EnvelopeBuilder._errors_to,
+    RecordType.END: _EnvelopeBuilder._end,
+}
 
 
 def iter_content(stream: BinaryIO, qf: QueueFile) -> Iterator[bytes]:
