@@ -9,8 +9,12 @@ records defer reasons, schedules retries and asks bounce for DSNs.
 
 Content: ``open_content()`` returns a fresh iterator over the message as
 cleanup stored it (headers and body with LF line ends), so an agent that
-must retry within one request (next MX) can read it again; it streams in
-chunks and never loads the whole message.
+must retry within one request (next MX) can read it again. A large message
+streams in chunks and is never loaded whole; one of at most
+:data:`REUSED_CONTENT_LIMIT` bytes is read once per request and kept
+(:class:`ReusedContent`), because agents read small messages more than once
+(virtual(8) and local(8) scan the headers for ``Delivered-To:`` before
+they deliver).
 """
 
 from __future__ import annotations
@@ -49,6 +53,37 @@ class DeliveryRecipient:
     dsn_orcpt: str | None = None
     dsn_notify: frozenset[str] = frozenset()
     """NOTIFY= values (``SUCCESS``, ``FAILURE``, ``DELAY``, ``NEVER``)."""
+
+
+#: Content of at most this many bytes is read once per request (ReusedContent).
+REUSED_CONTENT_LIMIT = 64 * 1024
+
+
+class ReusedContent:
+    """An ``open_content`` that reads a small message once and replays it.
+
+    ``open_content`` is the underlying opener (a queue file read from the
+    start); ``size`` the content size from the envelope. Above
+    :data:`REUSED_CONTENT_LIMIT` every call opens anew, so memory stays
+    bounded whatever the message size.
+    """
+
+    def __init__(self, open_content: Callable[[], Iterator[bytes]], size: int) -> None:
+        self._open = open_content
+        self._size = size
+        self._chunks: list[bytes] | None = None
+
+    def __call__(self) -> Iterator[bytes]:
+        if self._size > REUSED_CONTENT_LIMIT:
+            return self._open()
+        return self._replay()
+
+    def _replay(self) -> Iterator[bytes]:
+        # A generator, so the file is read at the first next() (an agent may
+        # take the iterator in the event loop and step it in a thread).
+        if self._chunks is None:
+            self._chunks = list(self._open())
+        yield from self._chunks
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,7 @@ from mailhorn import log
 from mailhorn.address.resolve import RESOLVE_CLASS_LOCAL, Resolver
 from mailhorn.cleanup.request import CleanupRequest, CleanupResult, Outcome, RecipientRequest, Source
 from mailhorn.config.load import Config
-from mailhorn.delivery.request import Action, DeliveryAgent, DeliveryRequest, RecipientStatus
+from mailhorn.delivery.request import Action, DeliveryAgent, DeliveryRequest, RecipientStatus, ReusedContent
 from mailhorn.queue import defer_log, qmgr_log
 from mailhorn.queue.attempt import ActiveMessage, Job, PendingRecipient, RecordedStatus
 from mailhorn.queue.agents import AgentPool, AgentUnavailable, builtin_error_transport
@@ -514,7 +514,8 @@ class QueueManager:
         return DeliveryRequest(
             queue_id=queue_id, queue_name=ACTIVE, transport=job.transport.name, nexthop=job.nexthop,
             sender=qf.sender, recipients=tuple(r.delivery() for r in job.recipients),
-            open_content=lambda: store.content(ACTIVE, queue_id, qf), content_size=qf.content_size,
+            open_content=ReusedContent(lambda: store.content(ACTIVE, queue_id, qf), qf.content_size),
+            content_size=qf.content_size,
             arrival_time=msg.arrival, attributes=dict(qf.attributes), dsn_envid=qf.dsn_envid,
             dsn_ret=qf.dsn_ret.name if qf.dsn_ret is not None else None, content_filter=qf.content_filter,
         )
