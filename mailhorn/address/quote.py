@@ -30,8 +30,12 @@ Parameters read: none. Errors: none; every string has both forms.
 
 from __future__ import annotations
 
-#: RFC 822 specials that force quoting of a local part (besides '.', space, CTLs).
-_SPECIALS = frozenset('()<>@,;:\\"[]')
+import re
+
+#: A run of characters that may stand unquoted in a local part: no control
+#: character, space, DEL or RFC 822 special ``()<>@,;:\\"[]`` (non-ASCII is
+#: allowed, RFC 6531; the dots are checked apart).
+_ATOM_TEXT = re.compile(r'[^\x00-\x20\x7f()<>@,;:\\"\[\]]+')
 
 
 def _route_end(address: str) -> int:
@@ -47,11 +51,7 @@ def is_dot_string(local: str) -> bool:
     """Whether ``local`` may appear unquoted (Postfix's is_822_dot_string)."""
     if not local or local[0] == "." or local[-1] == "." or ".." in local:
         return False
-    for ch in local:
-        code = ord(ch)
-        if code <= 32 or code == 127 or ch in _SPECIALS:
-            return False
-    return True
+    return _ATOM_TEXT.fullmatch(local) is not None
 
 
 def quote_string(local: str) -> str:
@@ -84,6 +84,8 @@ def quote_local(address: str, *, bare: bool = False) -> str:
 
 def unquote_local(address: str) -> str:
     """The internal form of an external-form address (unquote_822_local)."""
+    if '"' not in address and "\\" not in address:
+        return address  # nothing quoted or escaped: both forms are the same
     start = _route_end(address)
     out: list[str] = [address[:start]]
     in_quote = False

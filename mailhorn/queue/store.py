@@ -41,6 +41,7 @@ import asyncio
 import errno
 import functools
 import os
+import re
 import stat
 import threading
 import time
@@ -113,7 +114,10 @@ _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 #: The "safe" alphabet of long queue IDs: digits and consonants (no vowels).
 SAFE_ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz"
 _SAFE_INDEX = {c: i for i, c in enumerate(SAFE_ALPHABET)}
-_HEX = frozenset("0123456789ABCDEF")
+#: A queue ID: short (upper-case hex, at least six digits) or long (at least
+#: ten characters of the safe alphabet, ``z``, then the inode number in the
+#: safe alphabet without ``z``; the last ``z`` is the separator).
+_QUEUE_ID = re.compile(f"[0-9A-F]{{6,}}|[{SAFE_ALPHABET}]{{10,}}z[{SAFE_ALPHABET.replace('z', '')}]+")
 
 
 class QueueError(Exception):
@@ -160,14 +164,7 @@ def make_queue_id(seconds: int, usec: int, inode: int, *, long: bool) -> str:
 
 def is_queue_id(name: str) -> bool:
     """Whether ``name`` is a well-formed short or long queue ID."""
-    if not name or len(name) > 64:
-        return False
-    at = name.rfind("z")
-    if at >= 10:
-        time_part, inode_part = name[:at], name[at + 1:]
-        return (bool(inode_part) and all(c in _SAFE_INDEX for c in time_part)
-                and all(c in _SAFE_INDEX and c != "z" for c in inode_part))
-    return len(name) > 5 and all(c in _HEX for c in name)
+    return len(name) <= 64 and _QUEUE_ID.fullmatch(name) is not None
 
 
 def hash_key(queue_id: str) -> str:
