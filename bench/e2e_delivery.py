@@ -16,7 +16,8 @@ What it does:
    ``/``) under ``virtual_mailbox_base``; ``virtual_uid_maps`` and
    ``virtual_gid_maps`` are ``static:5000``. Both run as root with
    ``mail_owner = postfix``, so both write the Maildir as uid 5000.
-2. Warms both up (a short run of each at the highest session count), then
+2. Warms both up (an unmeasured run of each of ``--messages`` messages at
+   the highest session count, as the acceptance bench does), then
    for each session count and each round runs Postfix's ``smtp-source -s S
    -m M -l SIZE`` against one and then the other (the order alternates
    between rounds). A run's time goes from just before smtp-source starts
@@ -217,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
             server.start()
             started.append(server)
             wait_listening(server.port)
-        warm = max(sessions) * 4
+        warm = args.messages
         for server in servers:
             deliver_run(server, max(sessions), warm, args.size)
             check_and_clear(server, warm, args.size)
