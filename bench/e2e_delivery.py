@@ -16,8 +16,11 @@ What it does:
    ``/``) under ``virtual_mailbox_base``; ``virtual_uid_maps`` and
    ``virtual_gid_maps`` are ``static:5000``. Both run as root with
    ``mail_owner = postfix``, so both write the Maildir as uid 5000.
-2. Warms both up (an unmeasured run of each of ``--messages`` messages at
-   the highest session count, as the acceptance bench does), then
+2. For each session count (smallest first), warms both up with an
+   unmeasured run of ``--messages`` messages at that count, as the
+   acceptance bench does (a warm-up at a higher count would leave Postfix
+   with idle smtpd processes that the lower count's memory figure then
+   counts), then
    for each session count and each round runs Postfix's ``smtp-source -s S
    -m M -l SIZE`` against one and then the other (the order alternates
    between rounds). A run's time goes from just before smtp-source starts
@@ -195,7 +198,7 @@ def check_and_clear(server: Server, messages: int, size: int) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require_postfix()
-    sessions = [int(s) for s in args.sessions.split(",")]
+    sessions = sorted({int(s) for s in args.sessions.split(",")})
     base = Path(tempfile.mkdtemp(prefix="mailhorn-e2e-"))
     os.chmod(base, 0o755)
     pf_dir, mh_dir = base / "postfix", base / "mailhorn"
@@ -218,11 +221,10 @@ def run(args: argparse.Namespace) -> int:
             server.start()
             started.append(server)
             wait_listening(server.port)
-        warm = args.messages
-        for server in servers:
-            deliver_run(server, max(sessions), warm, args.size)
-            check_and_clear(server, warm, args.size)
         for count in sessions:
+            for server in servers:
+                deliver_run(server, count, args.messages, args.size)
+                check_and_clear(server, args.messages, args.size)
             for round_number in range(args.rounds):
                 order = servers if round_number % 2 == 0 else servers[::-1]
                 for server in order:

@@ -21,10 +21,10 @@ What it does:
    still runs (without it, cleanup waits a second per message for a trigger
    that nobody answers). Postfix fsyncs every queue file before its 250;
    mailhorn fsyncs the file and the directory (group commit).
-3. Warms both up (one unmeasured run of each of ``--messages`` messages at
-   the highest session count: on a fresh instance the first runs of both
-   systems are slower than the later ones), then for
-   each session count and each round runs Postfix's ``smtp-source -s S -m M
+3. For each session count (smallest first), warms both up with one
+   unmeasured run of ``--messages`` messages at that count (on a fresh
+   instance the first runs of both systems are slower than the later ones),
+   then for each round runs Postfix's ``smtp-source -s S -m M
    -l SIZE`` against one and then the other (the order alternates between
    rounds), timing each run. Before each run the held messages of the
    previous one are moved aside (not deleted: see ``Server.set_aside``). A run counts only when smtp-source succeeds and
@@ -90,7 +90,7 @@ def wait_held(server: Server, count: int, timeout: float = 30.0) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require_postfix()
-    sessions = [int(s) for s in args.sessions.split(",")]
+    sessions = sorted({int(s) for s in args.sessions.split(",")})
     base = Path(tempfile.mkdtemp(prefix="mailhorn-bench-"))
     os.chmod(base, 0o755)
     pf_dir, mh_dir = base / "postfix", base / "mailhorn"
@@ -112,11 +112,11 @@ def run(args: argparse.Namespace) -> int:
             server.start()
             started.append(server)
             wait_listening(server.port)
-        for server in servers:
-            smtp_source(server.port, max(sessions), args.messages, args.size)
-            wait_held(server, args.messages)
-            server.clear()
         for count in sessions:
+            for server in servers:
+                smtp_source(server.port, count, args.messages, args.size)
+                wait_held(server, args.messages)
+                server.clear()
             for round_number in range(args.rounds):
                 order = servers if round_number % 2 == 0 else servers[::-1]
                 for server in order:
