@@ -203,7 +203,7 @@ class QueueManager:
         up side by side. A claimed file is skipped by later scans until its
         move is done.
         """
-        names = await self._io(self._eligible, queue, scan_all)
+        names = await self._io(self._eligible, queue, scan_all, frozenset(self.claimed))
         started = 0
         for queue_id in names:
             if queue_id in self.claimed:
@@ -216,9 +216,13 @@ class QueueManager:
             started += 1
         return started
 
-    def _eligible(self, queue: str, scan_all: bool) -> list[str]:
-        """Queue IDs of ``queue`` in order; unless ``scan_all``, those whose time has come."""
-        names = sorted(self.store.scan(queue))
+    def _eligible(self, queue: str, scan_all: bool, claimed: frozenset[str] = frozenset()) -> list[str]:
+        """Queue IDs of ``queue`` in order; unless ``scan_all``, those whose time has come.
+
+        ``claimed``: files an attempt has already taken (skipped without a
+        look at their time stamp: under load a scan finds several of them).
+        """
+        names = sorted(name for name in self.store.scan(queue) if name not in claimed)
         if scan_all:
             return names
         limit = self.now() + 1

@@ -214,6 +214,9 @@ class QueueStore:
 
     def __post_init__(self) -> None:
         self.spares = SpareFiles(os.path.join(self.root, "incoming"), _FILE_MODE, TEMP_PREFIX)
+        #: Each queue's top directory, joined once: paths are made for every
+        #: message several times over.
+        self._tops = {name: os.path.join(self.root, name) for name in QUEUE_NAMES}
 
     @classmethod
     def from_config(cls, config: Config, hooks: FsHooks | None = None) -> QueueStore:
@@ -259,20 +262,21 @@ class QueueStore:
 
     def queue_dir(self, queue: str, queue_id: str) -> str:
         """The directory of a queue file, hashed as hash_queue_names says."""
-        if queue not in QUEUE_NAMES:
+        path = self._tops.get(queue)
+        if path is None:
             raise ValueError(f"unknown queue {queue!r}")
-        path = os.path.join(self.root, queue)
         if queue in self.hash_names:
             key = hash_key(queue_id)
             for level in range(self.hash_depth):
-                path = os.path.join(path, key[level])
+                path = f"{path}/{key[level]}"
         return path
 
     def path(self, queue: str, queue_id: str) -> str:
         """The full path of a queue file."""
         if not is_queue_id(queue_id):
             raise ValueError(f"bad queue ID {queue_id!r}")
-        return os.path.join(self.queue_dir(queue, queue_id), queue_id)
+        # A queue ID has no "/": appending it is what os.path.join would do.
+        return f"{self.queue_dir(queue, queue_id)}/{queue_id}"
 
     def _make_dirs(self, path: str) -> None:
         """Create hashed subdirectories on demand, fsyncing each parent."""
