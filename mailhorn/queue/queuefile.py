@@ -196,9 +196,15 @@ def encode_record(rtype: RecordType, data: bytes | memoryview) -> bytes:
     return b"".join((code, length, data, _CRC.pack(crc)))
 
 
+#: What envelope text may not hold. One search instead of three ``in`` tests:
+#: on Python 3.11 ``bytes in bytes`` first tries the needle as an integer and
+#: raises (and drops) a TypeError each time.
+_CONTROL = re.compile(rb"[\0\r\n]")
+
+
 def _text(data: bytes, what: str, offset: int) -> str:
     """Envelope text: UTF-8 (RFC 6531 addresses) without NUL, CR or LF."""
-    if b"\0" in data or b"\r" in data or b"\n" in data:
+    if _CONTROL.search(data) is not None:
         raise CorruptQueueFile(f"control character in {what}", offset)
     try:
         return data.decode("utf-8")
