@@ -420,7 +420,7 @@ class ServerEngine:
                 self._reset_transaction()
         if first.code == 421 or first.code == 521:
             self._mode = _Mode.CLOSED
-        return b"".join(r.render() for r in replies)
+        return first.render() if want == 1 else b"".join(r.render() for r in replies)
 
     def _after_command(self, command: Command, reply: Reply) -> None:
         ok = 200 <= reply.code < 300

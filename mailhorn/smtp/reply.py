@@ -88,6 +88,8 @@ class Reply:
     def render(self) -> bytes:
         """The wire form, each line ending in CRLF (RFC 5321 §4.2.1)."""
         prefix = f"{self.status} " if self.status else ""
+        if len(self.lines) == 1:
+            return f"{self.code} {prefix}{self.lines[0]}\r\n".encode("utf-8", "surrogateescape")
         out: list[str] = []
         last = len(self.lines) - 1
         for i, line in enumerate(self.lines):
