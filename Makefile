@@ -10,7 +10,13 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
+# Bytecode for every module, written here because the import system writes
+# none when PYTHONDONTWRITEBYTECODE is set (or when the importing process may
+# not write the checkout, as workers that gave up root): without it every
+# process compiles each module it imports, at every start. (An installed
+# package gets its bytecode from pip.)
 venv: $(VENV)/.installed
+	$(VENV)/bin/python -m compileall -q mailhorn
 
 # `make run`: the demo mail server in the foreground (mailhorn/cli/demo.py);
 # Ctrl-C stops it. VENV=DIR on the command line uses an existing environment

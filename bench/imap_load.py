@@ -59,6 +59,7 @@ from __future__ import annotations
 import abc
 import argparse
 import asyncio
+import compileall
 import json
 import os
 import pwd
@@ -477,6 +478,8 @@ class MailhornServer(Server):
         (etc / "master.cf").write_text(f"127.0.0.1:{self.port} inet n - n - - imapd\n")
 
     def start(self) -> None:
+        # Bytecode as an installed package has it (see postfix_instance.compile_package).
+        compileall.compile_dir(str(Path(__file__).resolve().parent.parent / "mailhorn"), quiet=1)
         env = {k: v for k, v in os.environ.items() if k != "MAIL_CONFIG"}
         env["PYTHONPATH"] = str(ROOT)
         self.proc = subprocess.Popen([sys.executable, "-m", "mailhorn", "-c", str(self.base / "etc"), "start-fg"],

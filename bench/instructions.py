@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import e2e_delivery  # noqa: E402  (the bench directory is not a package)
 import smtp_accept  # noqa: E402
 from postfix_instance import (  # noqa: E402
-    MailhornServer, free_port, mailhorn_main_cf, require_postfix, smtp_source, wait_listening,
+    MailhornServer, compile_package, free_port, mailhorn_main_cf, require_postfix, smtp_source, wait_listening,
 )
 
 WARM_UP = 20
@@ -69,6 +69,7 @@ class CallgrindServer(MailhornServer):
         return self.base.parent / "callgrind"
 
     def start(self) -> None:
+        compile_package()
         self.out.mkdir(exist_ok=True)
         os.chmod(self.out, 0o777)  # the workers write their counts after giving up root
         argv = ["valgrind", "--tool=callgrind", "--trace-children=yes",

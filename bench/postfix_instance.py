@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 import argparse
+import compileall
 import itertools
 import os
 import shutil
@@ -375,7 +376,23 @@ class PostfixServer(Server):
         return [POSTFIX, "-c", str(self.etc), action]
 
 
+def compile_package() -> None:
+    """Write the bytecode of every mailhorn module that lacks it (or has it stale).
+
+    An installed mailhorn has its bytecode (pip writes it). Run from a
+    checkout with ``PYTHONDONTWRITEBYTECODE`` set, or by workers that may
+    not write the checkout, every process would compile each module it
+    imports at every start: about 5 MiB more memory in all, and start-up
+    time, that a deployed system never pays.
+    """
+    compileall.compile_dir(str(Path(__file__).resolve().parent.parent / "mailhorn"), quiet=1)
+
+
 class MailhornServer(Server):
+    def start(self) -> None:
+        compile_package()
+        super().start()
+
     def command(self, action: str) -> list[str]:
         return [sys.executable, "-m", "mailhorn", "-c", str(self.etc), action]
 
