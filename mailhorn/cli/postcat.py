@@ -37,7 +37,7 @@ from typing import BinaryIO
 from mailhorn import log
 from mailhorn.config.errors import ConfigError
 from mailhorn.config.load import load
-from mailhorn.queue.queuefile import CorruptQueueFile, Record, RecordType, iter_records
+from mailhorn.queue.queuefile import CorruptQueueFile, Record, RecordType, iter_records, split_attributes
 from mailhorn.queue.store import QueueStore
 
 USAGE = ("usage: postcat [-b (body text)] [-c config_dir] [-d (decimal record type)] "
@@ -149,6 +149,12 @@ class _Printer:
         value = rec.data
         if t in (RecordType.TIME, RecordType.WARN):
             value = _asctime(value)
+        elif t is RecordType.ATTR:
+            # Several attributes share one record here; Postfix prints one
+            # record per attribute, so each gets a line of its own.
+            for name, attr in split_attributes(rec):
+                self.out.write(self.prefix(rec) + b"named_attribute: " + f"{name}={attr}".encode() + b"\n")
+            return
         self.out.write(self.prefix(rec) + LABELS[t].encode() + b": " + value + b"\n")
 
     def content(self, rec: Record) -> None:

@@ -28,6 +28,7 @@ queue manager moves such a file to ``corrupt/`` and logs the reason.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 import struct
 import zlib
@@ -47,6 +48,7 @@ __all__ = [
     "iter_content",
     "iter_records",
     "read_queue_file",
+    "split_attributes",
 ]
 
 #: Data of the first record; a file that does not start with it is not ours.
@@ -200,16 +202,32 @@ def encode_record(rtype: RecordType, data: bytes | memoryview) -> bytes:
 #: on Python 3.11 ``bytes in bytes`` first tries the needle as an integer and
 #: raises (and drops) a TypeError each time.
 _CONTROL = re.compile(rb"[\0\r\n]")
+#: The same, for a record of NUL-separated values.
+_LINE_BREAK = re.compile(rb"[\r\n]")
 
 
-def _text(data: bytes, what: str, offset: int) -> str:
-    """Envelope text: UTF-8 (RFC 6531 addresses) without NUL, CR or LF."""
-    if _CONTROL.search(data) is not None:
+def _text(data: bytes, what: str, offset: int, control: re.Pattern[bytes] = _CONTROL) -> str:
+    """Envelope text: UTF-8 (RFC 6531 addresses) without NUL, CR or LF
+    (``control``: :data:`_LINE_BREAK` where NUL separates values)."""
+    if control.search(data) is not None:
         raise CorruptQueueFile(f"control character in {what}", offset)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise CorruptQueueFile(f"invalid UTF-8 in {what}", offset) from None
+
+
+def split_attributes(rec: Record) -> list[tuple[str, str]]:
+    """The ``(name, value)`` pairs of an ``A`` record (``name=value``, one or
+    more, NUL-separated); :class:`CorruptQueueFile` for a pair without a
+    name or ``=``."""
+    pairs = []
+    for pair in _text(rec.data, "attribute", rec.offset, _LINE_BREAK).split("\0"):
+        name, eq, value = pair.partition("=")
+        if not eq or not name:
+            raise CorruptQueueFile("malformed attribute", rec.offset)
+        pairs.append((name, value))
+    return pairs
 
 
 def _check_text(value: str, what: str) -> bytes:
@@ -280,18 +298,26 @@ class QueueFileWriter:
         self.attributes(((name, value),))
 
     def attributes(self, pairs: Iterable[tuple[str, str]]) -> None:
-        """Named attributes in one go (cleanup writes a dozen for every message)."""
+        """Named attributes in one ``A`` record, ``name=value`` pairs separated
+        by NUL (cleanup writes a dozen for every message: one record instead of
+        a dozen to encode, and to read back at every delivery attempt)."""
         self._need("envelope")
-        records = bytearray()
+        block: list[bytes] = []
+        size = -1  # the bytes of the block: pairs and the NULs between them
         for name, value in pairs:
             if name not in _GOOD_NAMES:
                 if _ATTR_NAME.fullmatch(name) is None:
                     raise ValueError(f"bad attribute name {name!r}")
                 if len(_GOOD_NAMES) < _GOOD_NAMES_MAX:
                     _GOOD_NAMES.add(name)
-            records += encode_record(RecordType.ATTR, _check_text(f"{name}={value}", "attribute"))
-        self._emit(bytes(records))
-        self.offset += len(records)
+            pair = _check_text(f"{name}={value}", "attribute")
+            if block and size + 1 + len(pair) > ENVELOPE_MAX:
+                self._put(RecordType.ATTR, b"\0".join(block))
+                block, size = [], -1
+            block.append(pair)
+            size += 1 + len(pair)
+        if block:
+            self._put(RecordType.ATTR, b"\0".join(block))
 
     def content_filter(self, value: str) -> None:
         """The content filter; one in the extracted segment (chosen after the
@@ -432,6 +458,11 @@ _VERSION, _SIZE, _CONTENT_T = RecordType.VERSION, RecordType.SIZE, RecordType.CO
 _MESSAGE, _EXTRACTED, _END = RecordType.MESSAGE, RecordType.EXTRACTED, RecordType.END
 
 
+#: Makes a :class:`Record` from its fields as a tuple, in C (``Record(...)``
+#: runs the named tuple's ``__new__``, a Python function, for every record).
+_new_record: Callable[[tuple[int, RecordType, bytes]], Record] = functools.partial(tuple.__new__, Record)
+
+
 def iter_records(stream: BinaryIO, *, skip_content: bool = False) -> Iterator[Record]:
     """Validate and yield every record in file order.
 
@@ -481,7 +512,7 @@ def iter_records(stream: BinaryIO, *, skip_content: bool = False) -> Iterator[Re
                 raise CorruptQueueFile(f"checksum mismatch in {rtype.name} record", offset)
             if index == 0 and data != MAGIC:
                 raise CorruptQueueFile("unsupported queue file version", offset)
-        yield Record(offset, rtype, data)
+        yield _new_record((offset, rtype, data))
         offset += head_size + length + crc_size
         index += 1
         if rtype is _MESSAGE:
@@ -577,10 +608,7 @@ class _EnvelopeBuilder:
 
     # One method per record type (see _ADD), the most frequent first.
     def _attr(self, rec: Record) -> None:
-        name, eq, value = _text(rec.data, "attribute", rec.offset).partition("=")
-        if not eq or not name:
-            raise CorruptQueueFile("malformed attribute", rec.offset)
-        self.attributes[name] = value
+        self.attributes.update(split_attributes(rec))
 
     def _size(self, rec: Record) -> None:
         data, at = rec.data, rec.offset

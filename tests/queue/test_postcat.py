@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from mailhorn.cli import postcat
-from mailhorn.queue.queuefile import RecordType, iter_records
+from mailhorn.queue.queuefile import RecordType, iter_records, split_attributes
 from mailhorn.queue.store import QueueStore
 from tests.conftest import run_postfix
 from tests.queue.util import make_store, write_sample
@@ -62,6 +62,10 @@ def to_postfix(path: str) -> bytes:
                 if content.endswith(b"\n"):
                     lines.pop()
                 records += [(b"N", line.removesuffix(b"\r")) for line in lines]
+            if rec.type is RecordType.ATTR:
+                # Postfix has one record per attribute.
+                records += [(b"A", f"{name}={value}".encode()) for name, value in split_attributes(rec)]
+                continue
             records.append((rec.type.value, rec.data))
     encoded = [_postfix_record(t, d) for t, d in records]
     types = [t for t, _d in records]

@@ -11,6 +11,7 @@ import pytest
 
 from mailhorn.queue.queuefile import (
     CHUNK_SIZE,
+    ENVELOPE_MAX,
     CorruptQueueFile,
     DsnNotify,
     DsnRet,
@@ -113,6 +114,73 @@ def test_every_truncation_is_detected() -> None:
         for verify in (True, False):
             with pytest.raises(CorruptQueueFile):
                 read(data[:length], verify)
+
+
+def test_truncation_of_a_large_file_is_detected() -> None:
+    # Cuts inside content chunks (which the envelope-only mode seeks over)
+    # and in the extracted segment, in both modes.
+    content = bytes(range(256)) * (3 * CHUNK_SIZE // 256)
+    data = build(content)
+    cuts = {1 << 16, (1 << 16) - 1, (1 << 16) + 1, CHUNK_SIZE + 5, 2 * CHUNK_SIZE, len(data) - 10, len(data) - 1}
+    for length in sorted(cuts):
+        for verify in (True, False):
+            with pytest.raises(CorruptQueueFile):
+                read(data[:length], verify)
+    for verify in (True, False):
+        with pytest.raises(CorruptQueueFile, match="data after end"):
+            read(data + b"x", verify)
+
+
+def test_attributes_share_one_record_and_read_back() -> None:
+    out = bytearray()
+    writer = QueueFileWriter(out.extend, (1700000000, 0))
+    writer.sender("s@example.org")
+    writer.attributes([("client_name", "mx.example"), ("helo_name", "mx"), ("sasl_username", "")])
+    writer.attribute("log_ident", "x=y")
+    writer.recipient("r@example.com")
+    writer.write_content(SAMPLE)
+    offset, record = writer.finish()
+    out[offset:offset + len(record)] = record
+    attrs = [r.data for r in iter_records(io.BytesIO(bytes(out))) if r.type is RecordType.ATTR]
+    assert attrs == [b"client_name=mx.example\0helo_name=mx\0sasl_username=", b"log_ident=x=y"]
+    qf = read_queue_file(io.BytesIO(bytes(out)))
+    assert qf.attributes == {"client_name": "mx.example", "helo_name": "mx", "sasl_username": "",
+                             "log_ident": "x=y"}
+
+
+def test_attributes_beyond_one_record_are_split() -> None:
+    out = bytearray()
+    writer = QueueFileWriter(out.extend, (1700000000, 0))
+    writer.sender("s@example.org")
+    pairs = [(f"name{i}", "v" * 20000) for i in range(5)]
+    writer.attributes(pairs)
+    writer.recipient("r@example.com")
+    writer.write_content(SAMPLE)
+    offset, record = writer.finish()
+    out[offset:offset + len(record)] = record
+    attrs = [r.data for r in iter_records(io.BytesIO(bytes(out))) if r.type is RecordType.ATTR]
+    assert len(attrs) == 2 and all(len(a) <= ENVELOPE_MAX for a in attrs)
+    assert read_queue_file(io.BytesIO(bytes(out))).attributes == dict(pairs)
+
+
+def test_malformed_attribute_among_several_is_corrupt() -> None:
+    out = bytearray()
+    writer = QueueFileWriter(out.extend, (1700000000, 0))
+    writer.sender("s@example.org")
+    writer.attributes([("a", "1"), ("b", "2")])
+    writer.recipient("r@example.com")
+    writer.write_content(SAMPLE)
+    offset, record = writer.finish()
+    out[offset:offset + len(record)] = record
+    data = bytes(out)
+    attr = next(r for r in iter_records(io.BytesIO(data)) if r.type is RecordType.ATTR)
+    for bad in (b"a=1\0b_2", b"a=1\0=bb", b"a=1\r\nb"):
+        damaged = data[:attr.offset] + encode_record(RecordType.ATTR, bad) + data[attr.offset + 9 + len(bad):]
+        with pytest.raises(CorruptQueueFile, match="malformed attribute|control character"):
+            read(damaged)
+    fresh = QueueFileWriter(bytearray().extend, (1, 2))
+    with pytest.raises(ValueError, match="control character"):
+        fresh.attributes([("a", "1\0b=2")])
 
 
 def test_every_flipped_bit_is_detected() -> None:

@@ -27,15 +27,11 @@ def write_sample(store: QueueStore, content: bytes = SAMPLE, arrival: float | No
     with store.writer(arrival) as w:
         w.create_time(1700000000)
         w.sender("a@example.org", "Sender Name")
+        # One attribute alone in its record, the rest sharing one (as cleanup writes them).
         w.attribute("rewrite_context", "remote")
-        w.attribute("log_client_name", "client.example")
-        w.attribute("log_client_address", "127.0.0.1")
-        w.attribute("helo_name", "client.example")
-        w.attribute("protocol_name", "ESMTP")
-        w.attribute("sasl_username", "alice")
-        w.attribute("log_ident", "ident")
-        w.attribute("encoding", "8bit")
-        w.attribute("smtputf8", "1")
+        w.attributes([("log_client_name", "client.example"), ("log_client_address", "127.0.0.1"),
+                      ("helo_name", "client.example"), ("protocol_name", "ESMTP"), ("sasl_username", "alice"),
+                      ("log_ident", "ident"), ("encoding", "8bit"), ("smtputf8", "1")])
         w.content_filter("smtp:[127.0.0.1]:10024")
         w.dsn("ENVID-1", DsnRet.HDRS)
         w.warn_time(1700003600)
