@@ -665,8 +665,13 @@ class QueueManager:
         return True
 
     def _log_exists(self, log_name: str, queue_id: str) -> bool:
+        path = defer_log.log_path(self.store, log_name, queue_id)
+        # access() first: most messages have no logs, and it fails without
+        # raising an exception (see defer_log.remove_logs).
+        if not os.access(path, os.F_OK):
+            return False
         try:
-            return os.path.getsize(defer_log.log_path(self.store, log_name, queue_id)) > 0
+            return os.path.getsize(path) > 0
         except OSError:
             return False
 
