@@ -29,6 +29,11 @@ class Stage(enum.Enum):
     VRFY = "VRFY"
     ETRN = "ETRN"
 
+    # Members are singletons compared by identity, so identity hashing is
+    # consistent; Enum's own __hash__ is Python code, and stages key the
+    # restriction plans looked up at every command.
+    __hash__ = object.__hash__
+
 
 @dataclass
 class SmtpdState:
