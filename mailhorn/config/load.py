@@ -41,6 +41,9 @@ class Config:
         self.overrides: dict[str, str] = dict(overrides or {})
         self.config_dir = config_dir or DEFAULT_CONFIG_DIR
         self._cache: dict[str, str] = {}
+        #: bool() and int() answers: services ask for some at every message.
+        self._bools: dict[str, bool] = {}
+        self._ints: dict[str, builtins.int] = {}
         self._expander = Expander(self.raw, on_undefined)
 
     # -- raw values -----------------------------------------------------
@@ -118,20 +121,25 @@ class Config:
 
     def bool(self, name: str) -> bool:
         """A yes/no parameter (case-insensitive, as Postfix's get_mail_conf_bool)."""
+        known = self._bools.get(name)
+        if known is not None:
+            return known
         value = self.get(name).strip().lower()
-        if value == "yes":
-            return True
-        if value == "no":
-            return False
-        raise self._bad(name, "bad boolean configuration")
+        if value not in ("yes", "no"):
+            raise self._bad(name, "bad boolean configuration")
+        known = self._bools[name] = value == "yes"
+        return known
 
     def int(self, name: str) -> builtins.int:
         """A whole-number parameter."""
-        value = self.get(name).strip()
+        known = self._ints.get(name)
+        if known is not None:
+            return known
         try:
-            return int(value, 10)
+            known = self._ints[name] = int(self.get(name).strip(), 10)
         except ValueError:
             raise self._bad(name, "bad numerical configuration") from None
+        return known
 
     def time(self, name: str) -> builtins.int:
         """A time parameter in seconds; a bare number uses the parameter's unit."""
