@@ -185,7 +185,9 @@ def _close_maillog() -> None:
 
 def _write_syslog(severity: str, body: str, name: str) -> None:
     path = _state.syslog_path
-    if not path or not os.path.exists(path):
+    # Looked for only when there is no connected socket: a stat() per record
+    # would cost a system call for every line logged.
+    if not path or (_state.sock is None and not os.path.exists(path)):
         return
     priority = _state.facility * 8 + _SEVERITY[severity]
     message = f"<{priority}>{_timestamp()} {tag(name)}: {body}"

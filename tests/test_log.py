@@ -59,6 +59,31 @@ def test_syslog_datagram_has_mail_facility_and_tag(tmp_path: Path) -> None:
     assert err.startswith("<19>")
 
 
+def test_syslog_socket_recreated_is_found_again(tmp_path: Path) -> None:
+    # A syslog daemon that restarts makes a new /dev/log: the records sent
+    # meanwhile are lost, the following ones reach the new socket.
+    sock_path = str(tmp_path / "log.sock")
+    first = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    first.bind(sock_path)
+    first.settimeout(5)
+    log.setup("pickup", syslog_path=sock_path)
+    try:
+        log.info("one")
+        assert first.recv(4096).decode().endswith(": one")
+    finally:
+        first.close()
+        os.unlink(sock_path)
+    log.info("while there is no socket")
+    second = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    second.bind(sock_path)
+    second.settimeout(5)
+    try:
+        log.info("two")
+        assert second.recv(4096).decode().endswith(": two")
+    finally:
+        second.close()
+
+
 def test_stderr_messages_are_prefixed_with_program(capsys: pytest.CaptureFixture[str]) -> None:
     log.setup("postconf", stderr=True, syslog_path=None)
     log.warning("x: unknown parameter")
