@@ -32,7 +32,8 @@ import time
 from collections.abc import Iterable
 
 from mailhorn.durable import fsync_directory
-from mailhorn.queue.queuefile import DsnNotify, DsnRet, QueueFileWriter
+from mailhorn.queue.queuefile import DsnNotify, DsnRet
+from mailhorn.queue.queuefile_writer import QueueFileWriter
 from mailhorn.queue.store import QueueWriteError, make_queue_id
 
 #: The pickup service's wakeup socket, relative to the queue directory.

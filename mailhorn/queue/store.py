@@ -63,13 +63,13 @@ from mailhorn.queue.queuefile import (
     DsnNotify,
     DsnRet,
     QueueFile,
-    QueueFileWriter,
     RecordType,
     done_mark_ok,
     iter_content,
     read_queue_file,
     warn_record,
 )
+from mailhorn.queue.queuefile_writer import QueueFileWriter
 from mailhorn.queue.tempfiles import writer_alive
 from mailhorn.smtp.reply import Reply
 

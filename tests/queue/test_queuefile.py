@@ -15,13 +15,13 @@ from mailhorn.queue.queuefile import (
     CorruptQueueFile,
     DsnNotify,
     DsnRet,
-    QueueFileWriter,
     RecordType,
     encode_record,
     iter_content,
     iter_records,
     read_queue_file,
 )
+from mailhorn.queue.queuefile_writer import QueueFileWriter
 from tests.queue.util import SAMPLE, make_store, write_sample
 
 
