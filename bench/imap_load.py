@@ -59,7 +59,6 @@ from __future__ import annotations
 import abc
 import argparse
 import asyncio
-import compileall
 import json
 import os
 import pwd
@@ -82,6 +81,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [p for p in (str(ROOT), str(Path(__file__).resolve().parent)) if p not in sys.path]
 
 from imap_corpus import chown_tree, clone_maildir, make_corpus, make_message  # noqa: E402
+from postfix_instance import compile_package  # noqa: E402
 from mailhorn.auth.crypt import crypt, gensalt  # noqa: E402
 
 DOVECOT = "/usr/sbin/dovecot"
@@ -478,8 +478,7 @@ class MailhornServer(Server):
         (etc / "master.cf").write_text(f"127.0.0.1:{self.port} inet n - n - - imapd\n")
 
     def start(self) -> None:
-        # Bytecode as an installed package has it (see postfix_instance.compile_package).
-        compileall.compile_dir(str(Path(__file__).resolve().parent.parent / "mailhorn"), quiet=1)
+        compile_package()
         env = {k: v for k, v in os.environ.items() if k != "MAIL_CONFIG"}
         env["PYTHONPATH"] = str(ROOT)
         self.proc = subprocess.Popen([sys.executable, "-m", "mailhorn", "-c", str(self.base / "etc"), "start-fg"],
