@@ -56,6 +56,7 @@ from mailhorn import log
 from mailhorn.cleanup.received import smtpd_received
 from mailhorn.cleanup.request import CleanupRequest, CleanupResult, Outcome
 from mailhorn.config.load import Config
+from mailhorn.durable import write_all
 from mailhorn.dns.resolver import Resolver
 from mailhorn.queue.maildrop import MaildropWriter, wake_pickup
 from mailhorn.queue.queuefile import DsnNotify, DsnRet
@@ -246,9 +247,7 @@ def _pump_out(sock: socket.socket, fd: int) -> None:
     """The session's replies to standard output, until the session closes."""
     try:
         while data := sock.recv(_CHUNK):
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, data)
     except OSError:
         pass
 

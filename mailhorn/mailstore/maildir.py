@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, cast
 
+from mailhorn.filechunks import FileChunks, read_chunks
 from mailhorn.mailstore import quota as quotamod
 from mailhorn.mailstore import uidlist as uidlistmod
 from mailhorn.mailstore.errors import DiskFull, NoSuchFolder, NoSuchMessage
@@ -547,13 +548,9 @@ class Mailbox:
         raise NoSuchMessage(f"message UID {msg.uid} is gone")
 
     def read(self, msg: Message) -> Iterator[bytes]:
-        """Stream a message's bytes in bounded chunks."""
-        with self.open(msg) as fh:
-            while True:
-                chunk = fh.read(CHUNK)
-                if not chunk:
-                    return
-                yield chunk
+        """Stream a message's bytes in bounded chunks (the file closes when they end or are dropped)."""
+        stream = self.open(msg)
+        return FileChunks(stream, read_chunks(stream, CHUNK))
 
     def set_flags(self, msg: Message, *, add: str = "", remove: str = "",
                   add_keywords: Iterable[str] = (), remove_keywords: Iterable[str] = ()) -> Message:

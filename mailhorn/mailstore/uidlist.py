@@ -41,6 +41,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailhorn.durable import write_all
 from mailhorn.mailstore.errors import CorruptFile
 
 UIDLIST = "dovecot-uidlist"
@@ -166,9 +167,7 @@ def write(maildir: Path, uidlist: UidList) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         data = uidlist.render()
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
         os.fsync(fd)
     except BaseException:
         os.close(fd)
@@ -183,9 +182,7 @@ def append(maildir: Path, records: list[UidRecord]) -> None:
     data = "".join(r.line() for r in records).encode("utf-8", "surrogateescape")
     fd = os.open(maildir / UIDLIST, os.O_WRONLY | os.O_APPEND)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -30,9 +30,10 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import BinaryIO, cast
 
-from mailhorn.durable import fsync_directory
+from mailhorn.durable import fsync_directory, write_all
+from mailhorn.filechunks import read_chunks
 from mailhorn.mailstore import quota as quotamod
 from mailhorn.mailstore import uidlist as uidlistmod
 from mailhorn.mailstore.errors import DiskFull
@@ -68,13 +69,8 @@ def _disk_error(exc: OSError) -> Exception:
 def _chunks(source: Readable | Iterable[bytes]) -> Iterator[bytes]:
     # hasattr, not isinstance(source, Readable): a runtime Protocol check
     # costs tens of microseconds, and this runs for every delivery.
-    read = getattr(source, "read", None)
-    if callable(read):
-        while True:
-            chunk = read(CHUNK)
-            if not chunk:
-                return
-            yield chunk
+    if callable(getattr(source, "read", None)):
+        yield from read_chunks(cast("BinaryIO", source), CHUNK)
     else:
         for chunk in cast("Iterable[bytes]", source):
             if chunk:
@@ -86,9 +82,7 @@ def _write_tmp(fd: int, source: Readable | Iterable[bytes]) -> tuple[int, int]:
     size = bare_lf = 0
     prev_cr = False
     for chunk in _chunks(source):
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, chunk)
         size += len(chunk)
         lf = chunk.count(b"\n")
         crlf = chunk.count(b"\r\n") + (1 if prev_cr and chunk[:1] == b"\n" else 0)

@@ -31,7 +31,7 @@ import socket
 import time
 from collections.abc import Iterable
 
-from mailhorn.durable import fsync_directory
+from mailhorn.durable import fsync_directory, write_all
 from mailhorn.queue.queuefile import DsnNotify, DsnRet
 from mailhorn.queue.queuefile_writer import QueueFileWriter
 from mailhorn.queue.store import QueueWriteError, make_queue_id
@@ -89,11 +89,7 @@ class MaildropWriter:
 
     def _flush(self) -> None:
         try:
-            view = memoryview(self._buffer)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-            view.release()
+            write_all(self._fd, self._buffer)
         except OSError as exc:
             self.abort()
             raise self._error(exc, "write maildrop file") from exc
