@@ -38,6 +38,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
+from mypy_extensions import mypyc_attr
+
 __all__ = ["DEFAULT_THREADS", "IDLE_SECONDS", "IoPool", "offload", "set_shared_pool"]
 
 _T = TypeVar("_T")
@@ -53,6 +55,8 @@ _Job = tuple[contextvars.Context, Callable[..., Any], tuple[Any, ...], dict[str,
 _Done = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
 
+# A Python class, not a compiled one: the registries below hold it weakly.
+@mypyc_attr(native_class=False)
 class IoPool:
     """Threads running blocking calls for one event loop (see the module docstring)."""
 
@@ -111,10 +115,12 @@ class IoPool:
             except queue.Empty:
                 with self._lock:
                     self._idle -= 1
-                    if self._waiting:
-                        continue
-                    self._threads -= 1
-                return
+                    retire = not self._waiting
+                    if retire:
+                        self._threads -= 1
+                if retire:
+                    return
+                continue
             with self._lock:
                 self._idle -= 1
                 if job is None:

@@ -61,12 +61,12 @@ class QmgrWakeup:
         self.flush = asyncio.Event()
         self._pipe_write = pipe_write
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: int | None = None
+        self._loop_thread: int | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Deliver wakeups in this process, on ``loop`` (the queue manager's)."""
         self._loop = loop
-        self._thread = threading.get_ident()
+        self._loop_thread = threading.get_ident()
         self._pipe_write = None
 
     def _set(self, flush: bool) -> None:
@@ -83,7 +83,7 @@ class QmgrWakeup:
                 pass  # the pipe is full: wakeups are pending already
             return
         loop = self._loop
-        if loop is not None and threading.get_ident() != self._thread:
+        if loop is not None and threading.get_ident() != self._loop_thread:
             loop.call_soon_threadsafe(self._set, flush)
         else:
             self._set(flush)

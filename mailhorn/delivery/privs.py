@@ -387,7 +387,7 @@ def _serve_channel(fd: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m mailhorn.delivery.privs UID GID GROUPS``: drop privileges, then serve."""
+    """The helper program (``python -c _HELPER_MAIN UID GID GROUPS``): drop privileges, then serve."""
     uid, gid = int(argv[0]), int(argv[1])
     groups = [int(g) for g in argv[2].split(",") if g] if len(argv) > 2 else [gid]
     if uid == 0:
@@ -406,6 +406,10 @@ def main(argv: list[str]) -> int:
 
 # -- the caller's side ----------------------------------------------------------------------
 
+#: The helper's program: :func:`main` with the arguments after ``-c``.
+_HELPER_MAIN = "import sys; from mailhorn.delivery.privs import main; sys.exit(main(sys.argv[1:]))"
+
+
 class _Helper:
     """A helper this process started (it is root)."""
 
@@ -413,7 +417,9 @@ class _Helper:
         groups = ",".join(str(g) for g in identity.groups())
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mailhorn.delivery.privs", str(identity.uid), str(identity.gid), groups],
+            # -c, not -m: runpy cannot run this module as __main__ once it is
+            # an extension module (scripts/build_native.py).
+            [sys.executable, "-c", _HELPER_MAIN, str(identity.uid), str(identity.gid), groups],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd="/", close_fds=True)
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.stdin: IO[bytes] = self.proc.stdin

@@ -18,6 +18,8 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mypy_extensions import mypyc_attr
+
 __all__ = ["FAULT_INJECT_ENV", "DirSyncGroup", "FsHooks", "environment_hooks", "fault_injection_hooks"]
 
 
@@ -33,7 +35,9 @@ class FsHooks:
     ``crash_point(name)`` is called at each named step of a commit
     (``content``, ``before-fsync``, ``after-fsync``, ``after-link``,
     ``before-dir-fsync``, ``after-dir-fsync``) so a test can kill the process
-    exactly there.
+    exactly there, and where recovery has looked at a temporary file and not
+    yet decided on it (``recovery-examined``), so a test can change the
+    file under it as a live writer would.
     """
 
     write: Callable[[int, bytes], int] = os.write
@@ -43,6 +47,8 @@ class FsHooks:
     crash_point: Callable[[str], None] = _no_crash
 
 
+# A Python class, not a compiled one: a finalizer needs a weak reference to it.
+@mypyc_attr(native_class=False)
 class DirSyncGroup:
     """Group commit of one directory's fsync.
 

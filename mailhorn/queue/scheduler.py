@@ -38,9 +38,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from mailhorn.address.parse import split_extension
@@ -200,9 +199,12 @@ class Scheduler:
             wait = max(wait, state.last_start + limits.transport_rate_delay - now)
         return wait
 
-    @contextlib.asynccontextmanager
-    async def slot(self, transport: str, destination: str) -> AsyncIterator[None]:
-        """Hold one delivery slot of ``transport`` for ``destination``."""
+    def slot(self, transport: str, destination: str) -> Slot:
+        """Hold one delivery slot of ``transport`` for ``destination`` (``async with``)."""
+        return Slot(self, transport, destination)
+
+    async def _acquire(self, transport: str, destination: str) -> tuple[_Transport, _Destination]:
+        """Wait for a slot of ``transport`` for ``destination`` and take it."""
         state = self._transports[transport]
         dest = state.destinations.get(destination)
         if dest is None:
@@ -245,13 +247,14 @@ class Scheduler:
         self.peak[transport] = max(self.peak.get(transport, 0), state.active)
         key = (transport, destination)
         self.peak_destination[key] = max(self.peak_destination.get(key, 0), dest.active)
-        try:
-            yield
-        finally:
-            state.active -= 1
-            dest.active -= 1
-            self._wake(state, dest)
-            self._forget(state, destination, dest)
+        return state, dest
+
+    def _release(self, state: _Transport, destination: str, dest: _Destination) -> None:
+        """Give back a slot :meth:`_acquire` took and wake who may use it."""
+        state.active -= 1
+        dest.active -= 1
+        self._wake(state, dest)
+        self._forget(state, destination, dest)
 
     @staticmethod
     def _unwoken(state: _Transport, dest: _Destination) -> None:
@@ -296,3 +299,22 @@ class Scheduler:
             self._wake(state, dest)
         else:
             dest.window = max(dest.window - step, 1.0)
+
+
+class Slot:
+    """One delivery slot: waited for on entering ``async with``, given back on leaving."""
+
+    def __init__(self, scheduler: Scheduler, transport: str, destination: str) -> None:
+        self._scheduler = scheduler
+        self._transport = transport
+        self._destination = destination
+        self._held: tuple[_Transport, _Destination] | None = None
+
+    async def __aenter__(self) -> None:
+        self._held = await self._scheduler._acquire(self._transport, self._destination)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._held is not None:
+            state, dest = self._held
+            self._held = None
+            self._scheduler._release(state, self._destination, dest)

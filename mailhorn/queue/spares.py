@@ -37,6 +37,8 @@ import errno
 import os
 import weakref
 
+from mypy_extensions import mypyc_attr
+
 from mailhorn.iopool import offload
 
 __all__ = ["BATCH", "LOW_WATER", "SpareFiles"]
@@ -51,6 +53,8 @@ _FLAGS = os.O_WRONLY | os.O_CLOEXEC | getattr(os, "O_TMPFILE", 0)
 _PASSING = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOSPC, errno.EDQUOT, errno.EINTR})
 
 
+# A Python class, not a compiled one: a finalizer needs a weak reference to it.
+@mypyc_attr(native_class=False)
 class SpareFiles:
     """Unnamed, writable files in one directory, ready for new queue files."""
 

@@ -49,6 +49,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from mailhorn.filechunks import FileChunks
 from mailhorn.iopool import offload
 from mailhorn.queue.spares import SpareFiles
 from mailhorn.queue.fsync import (
@@ -361,9 +362,9 @@ class QueueStore:
             return read_queue_file(stream, verify_content=verify_content)
 
     def content(self, queue: str, queue_id: str, qf: QueueFile) -> Iterator[bytes]:
-        """The message content of a queue file, streamed in bounded chunks."""
-        with open(self.path(queue, queue_id), "rb") as stream:
-            yield from iter_content(stream, qf)
+        """The message content of a queue file, streamed in bounded chunks (the file closes when they end or are dropped)."""
+        stream = open(self.path(queue, queue_id), "rb")
+        return FileChunks(stream, iter_content(stream, qf))
 
     # -- state changes ---------------------------------------------------
     def move(self, queue_id: str, src: str, dst: str, *, durable: bool = True) -> str:
@@ -467,6 +468,7 @@ class QueueStore:
                 st = os.lstat(path)
             except FileNotFoundError:
                 continue
+            self.hooks.crash_point("recovery-examined")
             alive = writer_alive(name, TEMP_PREFIX, st.st_mtime)
             if st.st_nlink > 1 or alive is False or (alive is None and now - st.st_mtime > temp_age):
                 # A live writer that has linked its file removes the name

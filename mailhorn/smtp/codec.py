@@ -54,6 +54,8 @@ import enum
 from dataclasses import dataclass
 from typing import Union
 
+from mypy_extensions import mypyc_attr
+
 from mailhorn.smtp import reply as R
 from mailhorn.smtp.commands import (
     Auth,
@@ -87,6 +89,8 @@ __all__ = [
 READ_AHEAD = 256 * 1024
 
 
+# A compiled class may derive from few built-in exceptions; RuntimeError is not one.
+@mypyc_attr(native_class=False)
 class EngineStateError(RuntimeError):
     """The caller used the engine out of order (a local bug)."""
 

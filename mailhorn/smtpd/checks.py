@@ -46,9 +46,7 @@ the restriction modules.
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
-from functools import cached_property
 
 from mailhorn import log
 from mailhorn.config.errors import ConfigError
@@ -210,14 +208,8 @@ _Planned = tuple[str, str, list[str]]
 #: A stage that passes without a word: no reply, no actions.
 PASSED = CheckResult()
 _NO_IMPLICIT = (False, False)
-
-
-@dataclass
-class _Transaction:
-    """What the engine remembers of the current mail transaction."""
-
-    instance: str = ""
-    discard: bool = False
+#: Stages outside a mail transaction: a DISCARD earlier does not pass them.
+_NEVER_DISCARDED = frozenset((Stage.CONNECT, Stage.EHLO, Stage.HELO, Stage.ETRN))
 
 
 class SmtpdChecks:
@@ -227,26 +219,38 @@ class SmtpdChecks:
         self.config = config
         self.resolver = resolver if resolver is not None else Resolver.from_config(config)
         self.policy = PolicyClients(config)
-        self._transactions: dict[int, _Transaction] = {}
         self._lists: dict[str, list[str]] = {}
+        # Built at first use and kept in plain attributes, not with
+        # functools.cached_property: that needs an instance __dict__, which
+        # the compiled class (scripts/build_native.py) has not.
+        self._mynetworks: NamadrList | None = None
+        self._addresses: AddressResolver | None = None
+        self._classes: frozenset[str] | None = None
+        self._plans: dict[tuple[Stage, bool], tuple[_Planned, ...]] | None = None
+        self._implicit: tuple[bool, bool, bool] | None = None
 
-    @cached_property
+    @property
     def mynetworks(self) -> NamadrList:
-        return namadr_list_from_config(self.config, "mynetworks")
+        if self._mynetworks is None:
+            self._mynetworks = namadr_list_from_config(self.config, "mynetworks")
+        return self._mynetworks
 
-    @cached_property
+    @property
     def addresses(self) -> AddressResolver:
-        return AddressResolver(self.config)
+        if self._addresses is None:
+            self._addresses = AddressResolver(self.config)
+        return self._addresses
 
-    @cached_property
+    @property
     def classes(self) -> frozenset[str]:
-        return frozenset(self.config.list("smtpd_restriction_classes"))
+        if self._classes is None:
+            self._classes = frozenset(self.config.list("smtpd_restriction_classes"))
+        return self._classes
 
     # -- entry point ------------------------------------------------------
     async def check(self, stage: Stage, state: SmtpdState) -> CheckResult:
         """Run the restrictions of ``stage`` against ``state``."""
-        txn = self._transaction(state)
-        if txn.discard and stage not in (Stage.CONNECT, Stage.EHLO, Stage.HELO, Stage.ETRN):
+        if state.discarded_instance == state.instance and stage not in _NEVER_DISCARDED:
             return PASSED
         plan = self._plan(stage, state)
         implicit = self._implicit_checks(stage)
@@ -257,20 +261,10 @@ class SmtpdChecks:
         if reply is None and run.defer_if_permit is not None:
             reply = run.defer_if_permit
         if run.discard:
-            txn.discard = True
+            state.discarded_instance = state.instance
         if reply is None and not run.actions:
             return PASSED
         return CheckResult(reply, tuple(run.actions))
-
-    def _transaction(self, state: SmtpdState) -> _Transaction:
-        key = id(state)
-        txn = self._transactions.get(key)
-        if txn is None:
-            txn = self._transactions[key] = _Transaction(state.instance)
-            weakref.finalize(state, self._transactions.pop, key, None)
-        if txn.instance != state.instance:
-            txn.instance, txn.discard = state.instance, False
-        return txn
 
     def _tokens(self, param: str) -> list[str]:
         """The words of a restriction list parameter, split once per service."""
@@ -279,8 +273,7 @@ class SmtpdChecks:
             tokens = self._lists[param] = split_list(self.config.get(param))
         return tokens
 
-    @cached_property
-    def _plans(self) -> dict[tuple[Stage, bool], tuple[_Planned, ...]]:
+    def _make_plans(self) -> dict[tuple[Stage, bool], tuple[_Planned, ...]]:
         """The lists each stage runs, worked out once per service (see the module doc).
 
         Keyed by stage and whether the client said HELO/EHLO (the helo list
@@ -314,14 +307,19 @@ class SmtpdChecks:
         return plans
 
     def _plan(self, stage: Stage, state: SmtpdState) -> tuple[_Planned, ...]:
-        return self._plans[stage, state.helo_name is not None]
+        plans = self._plans
+        if plans is None:
+            plans = self._plans = self._make_plans()
+        return plans[stage, state.helo_name is not None]
 
-    @cached_property
+    @property
     def _implicit_flags(self) -> tuple[bool, bool, bool]:
         """(runs at MAIL, unlisted sender, unlisted recipient): smtpd_reject_unlisted_* (postconf(5))."""
-        return (not self.config.bool("smtpd_delay_reject"),
-                self.config.bool("smtpd_reject_unlisted_sender"),
-                self.config.bool("smtpd_reject_unlisted_recipient"))
+        if self._implicit is None:
+            self._implicit = (not self.config.bool("smtpd_delay_reject"),
+                              self.config.bool("smtpd_reject_unlisted_sender"),
+                              self.config.bool("smtpd_reject_unlisted_recipient"))
+        return self._implicit
 
     def _implicit_checks(self, stage: Stage) -> tuple[bool, bool]:
         """Whether (reject_unlisted_sender, reject_unlisted_recipient) run implicitly at ``stage``."""

@@ -83,7 +83,7 @@ async def _reject_non_fqdn_helo(eng: SmtpdChecks, run: Run, ctx: ListCtx, arg: s
     helo = run.state.helo_name
     if helo is None:
         return None
-    literal = _literal_ok(helo)
+    literal: bool | None = _literal_ok(helo)
     if literal is True or (literal is None and is_fqdn_hostname(helo, smtputf8=True)):
         return None
     return rejection(eng.config.int("non_fqdn_reject_code"), "5.5.2", helo, "Helo command",
@@ -94,7 +94,7 @@ async def _reject_invalid_helo(eng: SmtpdChecks, run: Run, ctx: ListCtx, arg: st
     helo = run.state.helo_name
     if helo is None:
         return None
-    literal = _literal_ok(helo)
+    literal: bool | None = _literal_ok(helo)
     if literal is False:
         return rejection(eng.config.int("invalid_hostname_reject_code"), "5.5.2", helo, "Helo command",
                          "invalid ip address")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
 from mailhorn.smtp.reply import Reply
 from mailhorn.smtpd.state import Action, SmtpdState, Stage
@@ -42,7 +42,7 @@ __all__ = [
 class Permit:
     """The OK outcome (a singleton)."""
 
-    _instance: Permit | None = None
+    _instance: ClassVar[Permit | None] = None
 
     def __new__(cls) -> Permit:
         if cls._instance is None:

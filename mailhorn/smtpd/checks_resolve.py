@@ -38,8 +38,6 @@ import enum
 import ipaddress
 import socket
 from dataclasses import dataclass
-from functools import cached_property
-
 from mailhorn.config.load import Config
 from mailhorn.tables.matchlist import DomainList, domain_list_from_config
 
@@ -112,28 +110,43 @@ def is_local_address(addr: str, interfaces: list[str]) -> bool:
 class Resolver:
     """Address class decisions for one configuration."""
 
+    # What is built at first use is kept in plain attributes, not with
+    # functools.cached_property: that needs an instance __dict__, which the
+    # compiled class (scripts/build_native.py) has not.
+
     def __init__(self, config: Config) -> None:
         self.config = config
+        self._domain_lists: dict[str, DomainList] = {}
+        self._interfaces: list[str] | None = None
 
-    @cached_property
+    def _domain_list(self, param: str) -> DomainList:
+        """``param``'s domain list, built at first use (the tables it names open then)."""
+        found = self._domain_lists.get(param)
+        if found is None:
+            found = self._domain_lists[param] = domain_list_from_config(self.config, param)
+        return found
+
+    @property
     def mydestination(self) -> DomainList:
-        return domain_list_from_config(self.config, "mydestination")
+        return self._domain_list("mydestination")
 
-    @cached_property
+    @property
     def virtual_alias_domains(self) -> DomainList:
-        return domain_list_from_config(self.config, "virtual_alias_domains")
+        return self._domain_list("virtual_alias_domains")
 
-    @cached_property
+    @property
     def virtual_mailbox_domains(self) -> DomainList:
-        return domain_list_from_config(self.config, "virtual_mailbox_domains")
+        return self._domain_list("virtual_mailbox_domains")
 
-    @cached_property
+    @property
     def relay_domains(self) -> DomainList:
-        return domain_list_from_config(self.config, "relay_domains")
+        return self._domain_list("relay_domains")
 
-    @cached_property
+    @property
     def interfaces(self) -> list[str]:
-        return self.config.list("inet_interfaces") + self.config.list("proxy_interfaces")
+        if self._interfaces is None:
+            self._interfaces = self.config.list("inet_interfaces") + self.config.list("proxy_interfaces")
+        return self._interfaces
 
     def literal_is_local(self, domain: str) -> bool:
         """``[1.2.3.4]`` / ``[IPv6:...]`` naming one of our addresses."""

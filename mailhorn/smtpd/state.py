@@ -37,7 +37,7 @@ class Stage(enum.Enum):
 
 @dataclass
 class SmtpdState:
-    """Mutable per-session facts; smtpd owns it, checks only read it."""
+    """Mutable per-session facts; smtpd owns it, checks read it (and mark a discarded transaction)."""
 
     service: str = "smtp"
     client_name: str = "unknown"
@@ -84,6 +84,9 @@ class SmtpdState:
     dsn_orcpt: str = ""
     xforward: dict[str, str] = field(default_factory=dict)
     """Attributes received with XFORWARD (Postfix's XFORWARD_README)."""
+    discarded_instance: str | None = None
+    """The ``instance`` of a transaction a DISCARD action applied to: the
+    restrictions pass for the rest of it (access(5) DISCARD)."""
 
 
 @dataclass(frozen=True)

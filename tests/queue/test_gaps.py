@@ -124,12 +124,10 @@ class _Paused(Exception):
     """Raised at a crash point to stop a commit exactly there."""
 
 
-def test_recovery_survives_a_writer_removing_its_temporary_name_first(
-        store: QueueStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_recovery_survives_a_writer_removing_its_temporary_name_first(store: QueueStore) -> None:
     """The other order of the same race: recovery has seen the second link,
     then the writer's own unlink comes first. Recovery goes on (a failing
     recovery would end worker 0 and every session it serves)."""
-    import mailhorn.queue.store as store_module
 
     def pause(point: str) -> None:
         if point == "after-link":
@@ -144,14 +142,12 @@ def test_recovery_survives_a_writer_removing_its_temporary_name_first(
         writer.commit()
     temp = writer.temp_path
     assert os.stat(temp).st_nlink == 2
-    real_alive = store_module.writer_alive
 
-    def writer_unlinks_meanwhile(name: str, prefix: str, mtime: float) -> bool | None:
-        if os.path.basename(temp) == name:
+    def writer_unlinks_meanwhile(point: str) -> None:
+        if point == "recovery-examined":
             os.unlink(temp)  # the writer's own unlink, after recovery's lstat
-        return real_alive(name, prefix, mtime)
 
-    monkeypatch.setattr(store_module, "writer_alive", writer_unlinks_meanwhile)
+    store.hooks.crash_point = writer_unlinks_meanwhile
     report = store.recover()
     assert report.removed_temp == ()
     assert list(store.scan("incoming")) == [writer.queue_id]
