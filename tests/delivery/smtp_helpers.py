@@ -25,6 +25,7 @@ from mailhorn.delivery.request import DeliveryRecipient, DeliveryRequest, Recipi
 from mailhorn.delivery.smtp import SmtpAgent, make_agent, make_lmtp_agent
 from tests.conftest import require
 from tests.helpers.ports import reserve_port
+from tests.helpers.procs import stop_process
 
 SINK = "/usr/sbin/smtp-sink"
 T = TypeVar("T")
@@ -150,12 +151,7 @@ class SmtpSink:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        stop_process(self.proc)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 

@@ -5,13 +5,31 @@ its process ID as process group ID; :func:`group_members` lists the group,
 :func:`process_tree` the group and every descendant of its leader, should
 one have left the group (a helper that started a session of its own).
 Zombies count as gone: they have exited and only wait for their parent.
+:func:`stop_process` ends a peer started with :class:`subprocess.Popen`.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 
-__all__ = ["group_members", "live_processes", "process_tree"]
+__all__ = ["group_members", "live_processes", "process_tree", "stop_process"]
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 10) -> None:
+    """Ask ``proc`` to stop (SIGTERM), and kill it if it has not exited after ``grace`` seconds.
+
+    A peer's clean shutdown can take longer than a test may wait on a loaded
+    machine; the test then still ends with the process reaped, not left running.
+    """
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def live_processes() -> dict[int, tuple[int, int]]:

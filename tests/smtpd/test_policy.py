@@ -22,6 +22,7 @@ from mailhorn.smtpd.policy import ServiceOptions
 from mailhorn.smtpd.state import SmtpdState, Stage
 from tests.conftest import require
 from tests.helpers.ports import listening_socket, reserve_port
+from tests.helpers.procs import stop_process
 
 ACTIONS = {
     "a1@x.test": "DEFER_IF_PERMIT foo",
@@ -275,8 +276,7 @@ def postgrey() -> Iterator[int]:
                 time.sleep(0.05)
         yield port
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_process(proc)
         shutil.rmtree(top, ignore_errors=True)
 
 
