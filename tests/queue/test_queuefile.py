@@ -131,6 +131,38 @@ def test_truncation_of_a_large_file_is_detected() -> None:
             read(data + b"x", verify)
 
 
+class _Pipe(io.RawIOBase):
+    """A stream that cannot seek, as standard input from a pipe."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = memoryview(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        count = min(len(buffer), len(self._data))
+        buffer[:count] = self._data[:count]
+        self._data = self._data[count:]
+        return count
+
+
+def test_unseekable_stream_reads_and_checks_the_same() -> None:
+    # Content chunks larger than the reader's block are read away instead of
+    # seeked over; a record that straddles two blocks is put together.
+    content = bytes(range(256)) * (3 * CHUNK_SIZE // 256) + b"tail"
+    data = build(content)
+    for verify in (True, False):
+        stream = io.BufferedReader(_Pipe(data))
+        assert not stream.seekable()
+        assert read_queue_file(stream, verify_content=verify) == read(data, verify)
+        for length in (CHUNK_SIZE + 5, 2 * CHUNK_SIZE, len(data) - 10, len(data) - 1):
+            with pytest.raises(CorruptQueueFile):
+                read_queue_file(io.BufferedReader(_Pipe(data[:length])), verify_content=verify)
+        with pytest.raises(CorruptQueueFile, match="data after end"):
+            read_queue_file(io.BufferedReader(_Pipe(data + b"x")), verify_content=verify)
+
+
 def test_attributes_share_one_record_and_read_back() -> None:
     out = bytearray()
     writer = QueueFileWriter(out.extend, (1700000000, 0))
