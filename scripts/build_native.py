@@ -41,6 +41,16 @@ does not reach the compiled callers; a compiled module cannot be run with
 ``python -m`` (runpy wants its code object; the delivery helper starts with
 ``-c``); async generators, ``continue`` inside ``with``, and attribute names
 that become C keywords (``_thread``) do not compile.
+
+A dataclass keeps the ``__init__`` the ``dataclasses`` module writes, which
+runs as Python even in a compiled class: with ``frozen=True`` about ten
+times the cost of a compiled one (350 ns against 32). The classes made for
+every message therefore write their ``__init__`` out, assigning each field
+with ``object.__setattr__(self, name, value)`` when frozen (mypyc turns that
+into a plain store; interpreted it passes the frozen check) or plainly
+otherwise; the decorator still adds ``__eq__``, ``__hash__`` and
+``__repr__``. In the accepting worker this took the instructions per
+message from 1.36 M to 1.11 M.
 """
 
 from __future__ import annotations

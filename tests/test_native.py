@@ -67,3 +67,37 @@ def test_check_reports_a_changed_source(tmp_path: Path, monkeypatch: pytest.Monk
     assert not build_native.up_to_date()
     manifest.write_text("\n".join(lines) + "\n")
     assert build_native.up_to_date()
+
+
+#: The dataclasses made for every message (SMTP engine, smtpd, cleanup, queue
+#: manager, delivery), which write their ``__init__`` out (see build_native).
+PER_MESSAGE_DATACLASSES = (
+    "mailhorn.smtp.lines:Line", "mailhorn.smtp.codec:CommandEvent", "mailhorn.smtp.codec:BodyChunk",
+    "mailhorn.smtp.codec:BodyEnd", "mailhorn.smtp.commands:Path", "mailhorn.smtp.commands:MailParams",
+    "mailhorn.smtp.commands:RcptParams", "mailhorn.smtp.commands:Hello", "mailhorn.smtp.commands:Mail",
+    "mailhorn.smtp.commands:Rcpt", "mailhorn.smtp.commands:Data", "mailhorn.smtp.reply:Reply",
+    "mailhorn.cleanup.request:RecipientRequest", "mailhorn.cleanup.request:ClientInfo",
+    "mailhorn.cleanup.request:SmtpdActions", "mailhorn.cleanup.request:CleanupRequest",
+    "mailhorn.cleanup.request:CleanupResult", "mailhorn.cleanup.headers:LogContext",
+    "mailhorn.cleanup.mapping:Span", "mailhorn.smtpd.checks_core:Run", "mailhorn.smtpd.state:Action",
+    "mailhorn.smtpd.state:CheckResult", "mailhorn.smtpd.access:AccessResult", "mailhorn.smtpd.peer:PeerName",
+    "mailhorn.smtpd.checks_resolve:Resolution", "mailhorn.smtpd.transaction:Transaction",
+    "mailhorn.queue.queuefile:Recipient", "mailhorn.queue.queuefile:QueueFile",
+    "mailhorn.queue.qmgr_log:Delays", "mailhorn.queue.attempt:Job", "mailhorn.queue.attempt:ActiveMessage",
+    "mailhorn.queue.attempt:RecordedStatus", "mailhorn.address.resolve:Resolution",
+    "mailhorn.address.resolve:Route", "mailhorn.delivery.request:DeliveryRecipient",
+    "mailhorn.delivery.request:DeliveryRequest", "mailhorn.delivery.request:RecipientStatus",
+    "mailhorn.delivery.privs:Identity",
+)
+
+
+@pytest.mark.parametrize("name", PER_MESSAGE_DATACLASSES)
+def test_per_message_dataclasses_write_their_init(name: str) -> None:
+    # The dataclasses module's __init__ is compiled from a string ("<string>")
+    # and runs as Python even in a compiled class; a written-out one is the
+    # class's own (a C method when compiled) and is kept by the decorator.
+    module, _, cls_name = name.partition(":")
+    cls = getattr(importlib.import_module(module), cls_name)
+    init = cls.__dict__["__init__"]
+    code = getattr(init, "__code__", None)
+    assert code is None or code.co_filename != "<string>", f"{name} uses the generated __init__"

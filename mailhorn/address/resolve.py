@@ -124,6 +124,14 @@ class Resolution:
     recipient: str
     flags: int
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, address_class: AddressClass, transport: str, nexthop: str, recipient: str, flags: int) -> None:
+        object.__setattr__(self, "address_class", address_class)
+        object.__setattr__(self, "transport", transport)
+        object.__setattr__(self, "nexthop", nexthop)
+        object.__setattr__(self, "recipient", recipient)
+        object.__setattr__(self, "flags", flags)
+
     @property
     def fail(self) -> bool:
         """A table or list lookup failed: defer and try again later."""
@@ -257,6 +265,11 @@ class Route:
 
     transport: str
     nexthop: str
+
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, transport: str, nexthop: str) -> None:
+        object.__setattr__(self, "transport", transport)
+        object.__setattr__(self, "nexthop", nexthop)
 
 
 def split_transport(value: str) -> tuple[str, str]:

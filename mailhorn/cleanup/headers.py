@@ -210,6 +210,15 @@ class LogContext:
     protocol: str | None
     helo: str | None
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, origin: str, sender: str, recipient: str | None, protocol: str | None,
+                 helo: str | None) -> None:
+        object.__setattr__(self, "origin", origin)
+        object.__setattr__(self, "sender", sender)
+        object.__setattr__(self, "recipient", recipient)
+        object.__setattr__(self, "protocol", protocol)
+        object.__setattr__(self, "helo", helo)
+
     def format(self, queue_id: str, action: str, klass: str, content: str, text: str) -> str:
         line = f"{queue_id}: {action}: {klass} {printable(content)} from {self.origin};"
         line += f" from=<{self.sender}>"

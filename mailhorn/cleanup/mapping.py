@@ -87,6 +87,11 @@ class Span:
     start: int
     end: int
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, start: int, end: int) -> None:
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "end", end)
+
 
 class AddressMapping:
     """Address rewriting and mapping for one cleanup configuration."""

@@ -42,6 +42,14 @@ class RecipientRequest:
     """The original recipient to record (a forwarded copy keeps its first
     delivery's); None: the address itself, as cleanup's ``enable_original_recipient``."""
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, address: str, orcpt: str | None = None, notify: frozenset[str] = frozenset(),
+                 orig_rcpt: str | None = None) -> None:
+        object.__setattr__(self, "address", address)
+        object.__setattr__(self, "orcpt", orcpt)
+        object.__setattr__(self, "notify", notify)
+        object.__setattr__(self, "orig_rcpt", orig_rcpt)
+
 
 @dataclass(frozen=True)
 class ClientInfo:
@@ -66,6 +74,25 @@ class ClientInfo:
     tls_received_header: bool | None = None
     """The receiving service's ``smtpd_tls_received_header``; None: cleanup's own."""
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, name: str = "localhost", addr: str = "127.0.0.1", port: str = "", helo: str = "",
+                 protocol: str = "SMTP", reverse_name: str = "", sasl_method: str = "", sasl_username: str = "",
+                 sasl_sender: str = "", tls: str = "", log_ident: str = "",
+                 sasl_authenticated_header: bool | None = None, tls_received_header: bool | None = None) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "addr", addr)
+        object.__setattr__(self, "port", port)
+        object.__setattr__(self, "helo", helo)
+        object.__setattr__(self, "protocol", protocol)
+        object.__setattr__(self, "reverse_name", reverse_name)
+        object.__setattr__(self, "sasl_method", sasl_method)
+        object.__setattr__(self, "sasl_username", sasl_username)
+        object.__setattr__(self, "sasl_sender", sasl_sender)
+        object.__setattr__(self, "tls", tls)
+        object.__setattr__(self, "log_ident", log_ident)
+        object.__setattr__(self, "sasl_authenticated_header", sasl_authenticated_header)
+        object.__setattr__(self, "tls_received_header", tls_received_header)
+
 
 @dataclass(frozen=True)
 class SmtpdActions:
@@ -80,6 +107,15 @@ class SmtpdActions:
     filter: str | None = None
     redirect: str | None = None
     prepend: tuple[str, ...] = ()
+
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, hold: str | None = None, discard: str | None = None, filter: str | None = None,
+                 redirect: str | None = None, prepend: tuple[str, ...] = ()) -> None:
+        object.__setattr__(self, "hold", hold)
+        object.__setattr__(self, "discard", discard)
+        object.__setattr__(self, "filter", filter)
+        object.__setattr__(self, "redirect", redirect)
+        object.__setattr__(self, "prepend", prepend)
 
 
 @dataclass(frozen=True)
@@ -108,6 +144,30 @@ class CleanupRequest:
     content_filter: str | None = None
     """The submitting service's ``content_filter``; None: cleanup's own, ``""``: none."""
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, source: Source, sender: str, recipients: tuple[RecipientRequest, ...],
+                 client: ClientInfo | None = None, queue_id_hint: str | None = None,
+                 dsn_envid: str | None = None, dsn_ret: str | None = None, body_type: str = "",
+                 smtputf8: bool = False, actions: SmtpdActions | None = None, sender_fullname: str | None = None,
+                 extract_recipients: bool = False, submit_uid: int | None = None,
+                 receive_override_options: tuple[str, ...] | None = None,
+                 content_filter: str | None = None) -> None:
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "sender", sender)
+        object.__setattr__(self, "recipients", recipients)
+        object.__setattr__(self, "client", client if client is not None else ClientInfo())
+        object.__setattr__(self, "queue_id_hint", queue_id_hint)
+        object.__setattr__(self, "dsn_envid", dsn_envid)
+        object.__setattr__(self, "dsn_ret", dsn_ret)
+        object.__setattr__(self, "body_type", body_type)
+        object.__setattr__(self, "smtputf8", smtputf8)
+        object.__setattr__(self, "actions", actions if actions is not None else SmtpdActions())
+        object.__setattr__(self, "sender_fullname", sender_fullname)
+        object.__setattr__(self, "extract_recipients", extract_recipients)
+        object.__setattr__(self, "submit_uid", submit_uid)
+        object.__setattr__(self, "receive_override_options", receive_override_options)
+        object.__setattr__(self, "content_filter", content_filter)
+
 
 class Outcome(enum.Enum):
     """What cleanup did with a message."""
@@ -125,3 +185,11 @@ class CleanupResult:
     queue_id: str | None = None
     reply: Reply | None = None
     held: bool = False
+
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, outcome: Outcome, queue_id: str | None = None, reply: Reply | None = None,
+                 held: bool = False) -> None:
+        object.__setattr__(self, "outcome", outcome)
+        object.__setattr__(self, "queue_id", queue_id)
+        object.__setattr__(self, "reply", reply)
+        object.__setattr__(self, "held", held)

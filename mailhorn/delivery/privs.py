@@ -103,6 +103,17 @@ class Identity:
     kind: str = "local"
     """Which rule the spawner checks (:class:`mailhorn.privsep.Target`): ``local`` or ``virtual``."""
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, user: str, uid: int, gid: int, home: str = "/", shell: str = "/bin/sh",
+                 supplementary: tuple[int, ...] | None = None, kind: str = "local") -> None:
+        object.__setattr__(self, "user", user)
+        object.__setattr__(self, "uid", uid)
+        object.__setattr__(self, "gid", gid)
+        object.__setattr__(self, "home", home)
+        object.__setattr__(self, "shell", shell)
+        object.__setattr__(self, "supplementary", supplementary)
+        object.__setattr__(self, "kind", kind)
+
     @classmethod
     def from_passwd(cls, pw: pwd.struct_passwd) -> Identity:
         return cls(pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir, pw.pw_shell)

@@ -54,6 +54,15 @@ class DeliveryRecipient:
     dsn_notify: frozenset[str] = frozenset()
     """NOTIFY= values (``SUCCESS``, ``FAILURE``, ``DELAY``, ``NEVER``)."""
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, address: str, offset: int, orig_rcpt: str | None = None, dsn_orcpt: str | None = None,
+                 dsn_notify: frozenset[str] = frozenset()) -> None:
+        object.__setattr__(self, "address", address)
+        object.__setattr__(self, "offset", offset)
+        object.__setattr__(self, "orig_rcpt", orig_rcpt)
+        object.__setattr__(self, "dsn_orcpt", dsn_orcpt)
+        object.__setattr__(self, "dsn_notify", dsn_notify)
+
 
 #: Content of at most this many bytes is read once per request (ReusedContent).
 REUSED_CONTENT_LIMIT = 64 * 1024
@@ -109,6 +118,25 @@ class DeliveryRequest:
     content_filter: str | None = None
     """Set when this is the content_filter hop of the message."""
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, queue_id: str, queue_name: str, transport: str, nexthop: str, sender: str,
+                 recipients: tuple[DeliveryRecipient, ...], open_content: Callable[[], Iterator[bytes]],
+                 content_size: int, arrival_time: float, attributes: Mapping[str, str] | None = None,
+                 dsn_envid: str | None = None, dsn_ret: str | None = None, content_filter: str | None = None) -> None:
+        object.__setattr__(self, "queue_id", queue_id)
+        object.__setattr__(self, "queue_name", queue_name)
+        object.__setattr__(self, "transport", transport)
+        object.__setattr__(self, "nexthop", nexthop)
+        object.__setattr__(self, "sender", sender)
+        object.__setattr__(self, "recipients", recipients)
+        object.__setattr__(self, "open_content", open_content)
+        object.__setattr__(self, "content_size", content_size)
+        object.__setattr__(self, "arrival_time", arrival_time)
+        object.__setattr__(self, "attributes", attributes if attributes is not None else {})
+        object.__setattr__(self, "dsn_envid", dsn_envid)
+        object.__setattr__(self, "dsn_ret", dsn_ret)
+        object.__setattr__(self, "content_filter", content_filter)
+
 
 @dataclass(frozen=True)
 class RecipientStatus:
@@ -133,6 +161,19 @@ class RecipientStatus:
     """The agent that delivered, when not the request's own (local(8) passing a
     recipient to ``mailbox_transport``): Postfix logs the status line under the
     program that made the delivery (``postfix/lmtp``)."""
+
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, recipient: DeliveryRecipient, action: Action, dsn: str, text: str,
+                 relay: str = "none", remote_reply: str | None = None,
+                 delays: tuple[float, float, float, float] | None = None, program: str | None = None) -> None:
+        object.__setattr__(self, "recipient", recipient)
+        object.__setattr__(self, "action", action)
+        object.__setattr__(self, "dsn", dsn)
+        object.__setattr__(self, "text", text)
+        object.__setattr__(self, "relay", relay)
+        object.__setattr__(self, "remote_reply", remote_reply)
+        object.__setattr__(self, "delays", delays)
+        object.__setattr__(self, "program", program)
 
     @property
     def done(self) -> bool:

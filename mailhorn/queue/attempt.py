@@ -42,6 +42,14 @@ class Job:
     nexthop: str
     recipients: list[PendingRecipient] = field(default_factory=list)
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, transport: Transport, destination: str, nexthop: str,
+                 recipients: list[PendingRecipient] | None = None) -> None:
+        self.transport = transport
+        self.destination = destination
+        self.nexthop = nexthop
+        self.recipients = recipients if recipients is not None else []
+
 
 @dataclass
 class ActiveMessage:
@@ -62,6 +70,22 @@ class ActiveMessage:
     #: The file was removed when the last request was recorded.
     removed: bool = False
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, queue_id: str, qf: QueueFile, active_arrival: float, forced_expire: bool, flush: bool,
+                 deferred: bool = False, gone: bool = False, corrupt: bool = False, noticed: bool = False,
+                 jobs_left: int = 0, removed: bool = False) -> None:
+        self.queue_id = queue_id
+        self.qf = qf
+        self.active_arrival = active_arrival
+        self.forced_expire = forced_expire
+        self.flush = flush
+        self.deferred = deferred
+        self.gone = gone
+        self.corrupt = corrupt
+        self.noticed = noticed
+        self.jobs_left = jobs_left
+        self.removed = removed
+
     @property
     def arrival(self) -> float:
         return self.qf.arrival_time[0] + self.qf.arrival_time[1] / 1e6
@@ -75,3 +99,11 @@ class RecordedStatus:
     status: RecipientStatus
     delays: qmgr_log.Delays
     program: str
+
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, rcpt: PendingRecipient, status: RecipientStatus, delays: qmgr_log.Delays,
+                 program: str) -> None:
+        object.__setattr__(self, "rcpt", rcpt)
+        object.__setattr__(self, "status", status)
+        object.__setattr__(self, "delays", delays)
+        object.__setattr__(self, "program", program)

@@ -104,6 +104,13 @@ class Delays:
     conn_setup: float
     transmission: float
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, before_qmgr: float, in_qmgr: float, conn_setup: float, transmission: float) -> None:
+        object.__setattr__(self, "before_qmgr", before_qmgr)
+        object.__setattr__(self, "in_qmgr", in_qmgr)
+        object.__setattr__(self, "conn_setup", conn_setup)
+        object.__setattr__(self, "transmission", transmission)
+
     @property
     def total(self) -> float:
         return self.before_qmgr + self.in_qmgr + self.conn_setup + self.transmission

@@ -328,6 +328,16 @@ class Recipient:
     dsn_orcpt: str | None = None
     dsn_notify: DsnNotify | None = None
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, address: str, offset: int, done: bool = False, orig_rcpt: str | None = None,
+                 dsn_orcpt: str | None = None, dsn_notify: DsnNotify | None = None) -> None:
+        object.__setattr__(self, "address", address)
+        object.__setattr__(self, "offset", offset)
+        object.__setattr__(self, "done", done)
+        object.__setattr__(self, "orig_rcpt", orig_rcpt)
+        object.__setattr__(self, "dsn_orcpt", dsn_orcpt)
+        object.__setattr__(self, "dsn_notify", dsn_notify)
+
 
 @dataclass(frozen=True, slots=True)
 class QueueFile:
@@ -350,6 +360,31 @@ class QueueFile:
     return_receipt: str | None = None
     errors_to: str | None = None
     file_size: int = 0
+
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, arrival_time: tuple[int, int], sender: str, recipients: tuple[Recipient, ...],
+                 content_size: int, content_offset: int, header_size: int, create_time: int | None = None,
+                 fullname: str | None = None, attributes: dict[str, str] | None = None,
+                 content_filter: str | None = None, dsn_envid: str | None = None,
+                 dsn_ret: DsnRet | None = None, warn_time: int | None = None, warn_offset: int | None = None,
+                 return_receipt: str | None = None, errors_to: str | None = None, file_size: int = 0) -> None:
+        object.__setattr__(self, "arrival_time", arrival_time)
+        object.__setattr__(self, "sender", sender)
+        object.__setattr__(self, "recipients", recipients)
+        object.__setattr__(self, "content_size", content_size)
+        object.__setattr__(self, "content_offset", content_offset)
+        object.__setattr__(self, "header_size", header_size)
+        object.__setattr__(self, "create_time", create_time)
+        object.__setattr__(self, "fullname", fullname)
+        object.__setattr__(self, "attributes", attributes if attributes is not None else {})
+        object.__setattr__(self, "content_filter", content_filter)
+        object.__setattr__(self, "dsn_envid", dsn_envid)
+        object.__setattr__(self, "dsn_ret", dsn_ret)
+        object.__setattr__(self, "warn_time", warn_time)
+        object.__setattr__(self, "warn_offset", warn_offset)
+        object.__setattr__(self, "return_receipt", return_receipt)
+        object.__setattr__(self, "errors_to", errors_to)
+        object.__setattr__(self, "file_size", file_size)
 
     @property
     def pending(self) -> tuple[Recipient, ...]:

@@ -102,6 +102,13 @@ class CommandEvent:
     pipelined: bool
     truncated: bool
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, command: Command, line: str, pipelined: bool, truncated: bool) -> None:
+        object.__setattr__(self, "command", command)
+        object.__setattr__(self, "line", line)
+        object.__setattr__(self, "pipelined", pipelined)
+        object.__setattr__(self, "truncated", truncated)
+
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
@@ -116,6 +123,10 @@ class Rejected:
 class BodyChunk:
     data: bytes
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, data: bytes) -> None:
+        object.__setattr__(self, "data", data)
+
 
 @dataclass(frozen=True, slots=True)
 class BodyEnd:
@@ -124,6 +135,14 @@ class BodyEnd:
     too_big: bool
     bdat: bool
     last: bool  # end of the message (DATA end, or BDAT ... LAST)
+
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, octets: int, chunk_octets: int, too_big: bool, bdat: bool, last: bool) -> None:
+        object.__setattr__(self, "octets", octets)
+        object.__setattr__(self, "chunk_octets", chunk_octets)
+        object.__setattr__(self, "too_big", too_big)
+        object.__setattr__(self, "bdat", bdat)
+        object.__setattr__(self, "last", last)
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,11 @@ class Path:
     address: str
     route: tuple[str, ...] = ()
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, address: str, route: tuple[str, ...] = ()) -> None:
+        object.__setattr__(self, "address", address)
+        object.__setattr__(self, "route", route)
+
     @property
     def is_null(self) -> bool:
         return self.address == ""
@@ -103,17 +108,37 @@ class MailParams:
     envid: str | None = None
     auth: str | None = None
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, size: int | None = None, body: str | None = None, smtputf8: bool = False,
+                 ret: str | None = None, envid: str | None = None, auth: str | None = None) -> None:
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "body", body)
+        object.__setattr__(self, "smtputf8", smtputf8)
+        object.__setattr__(self, "ret", ret)
+        object.__setattr__(self, "envid", envid)
+        object.__setattr__(self, "auth", auth)
+
 
 @dataclass(frozen=True, slots=True)
 class RcptParams:
     notify: tuple[str, ...] | None = None
     orcpt: tuple[str, str] | None = None  # (addr-type, decoded address)
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, notify: tuple[str, ...] | None = None, orcpt: tuple[str, str] | None = None) -> None:
+        object.__setattr__(self, "notify", notify)
+        object.__setattr__(self, "orcpt", orcpt)
+
 
 @dataclass(frozen=True, slots=True)
 class Hello:
     verb: str  # "HELO", "EHLO" or "LHLO"
     hostname: str
+
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, verb: str, hostname: str) -> None:
+        object.__setattr__(self, "verb", verb)
+        object.__setattr__(self, "hostname", hostname)
 
     @property
     def extended(self) -> bool:
@@ -126,16 +151,30 @@ class Mail:
     path: Path
     params: MailParams
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, path: Path, params: MailParams) -> None:
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "params", params)
+
 
 @dataclass(frozen=True, slots=True)
 class Rcpt:
     path: Path
     params: RcptParams
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, path: Path, params: RcptParams) -> None:
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "params", params)
+
 
 @dataclass(frozen=True, slots=True)
 class Data:
     argument: str  # must be empty; the engine checks it after the session order
+
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, argument: str) -> None:
+        object.__setattr__(self, "argument", argument)
 
 
 @dataclass(frozen=True, slots=True)

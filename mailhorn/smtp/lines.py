@@ -34,6 +34,12 @@ class Line:
     bare_newline: bool
     truncated: bool
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, text: bytes, bare_newline: bool, truncated: bool) -> None:
+        object.__setattr__(self, "text", text)
+        object.__setattr__(self, "bare_newline", bare_newline)
+        object.__setattr__(self, "truncated", truncated)
+
 
 class LineFramer:
     """Cuts lines off an input buffer, with Postfix's over-long line rule."""

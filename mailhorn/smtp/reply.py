@@ -39,6 +39,13 @@ class Reply:
     status: str | None
     lines: tuple[str, ...]
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, code: int, status: str | None, lines: tuple[str, ...]) -> None:
+        object.__setattr__(self, "code", code)
+        object.__setattr__(self, "status", status)
+        object.__setattr__(self, "lines", lines)
+        self.__post_init__()
+
     def __post_init__(self) -> None:
         if not 200 <= self.code <= 599:
             raise ValueError(f"reply code out of range: {self.code}")

@@ -59,6 +59,12 @@ class AccessResult:
     text: str
     code: int = 0
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, verb: str, text: str, code: int = 0) -> None:
+        object.__setattr__(self, "verb", verb)
+        object.__setattr__(self, "text", text)
+        object.__setattr__(self, "code", code)
+
 
 def parse_action(value: str) -> AccessResult:
     """Classify an access table result (access(5) "ACCEPT ACTIONS" ...)."""

@@ -118,6 +118,16 @@ class Run:
     discard: bool = False
     depth: int = 0
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, stage: Stage, state: SmtpdState, actions: list[Action] | None = None,
+                 defer_if_permit: Reply | None = None, discard: bool = False, depth: int = 0) -> None:
+        self.stage = stage
+        self.state = state
+        self.actions = actions if actions is not None else []
+        self.defer_if_permit = defer_if_permit
+        self.discard = discard
+        self.depth = depth
+
 
 @dataclass
 class ListCtx:

@@ -63,6 +63,13 @@ class Resolution:
     klass: AddressClass
     routed: bool
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, address: str, domain: str, klass: AddressClass, routed: bool) -> None:
+        object.__setattr__(self, "address", address)
+        object.__setattr__(self, "domain", domain)
+        object.__setattr__(self, "klass", klass)
+        object.__setattr__(self, "routed", routed)
+
     @property
     def authorized(self) -> bool:
         """permit_auth_destination's test."""

@@ -34,6 +34,14 @@ class PeerName:
     reverse_name: str = "unknown"
     reverse_status: int = 5
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, name: str = "unknown", status: int = 5, reverse_name: str = "unknown",
+                 reverse_status: int = 5) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "status", status)
+        object.__setattr__(self, "reverse_name", reverse_name)
+        object.__setattr__(self, "reverse_status", reverse_status)
+
 
 class PeerResolver(Protocol):
     """What naming a client needs from DNS."""

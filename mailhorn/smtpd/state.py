@@ -96,6 +96,11 @@ class Action:
     kind: str
     text: str
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, kind: str, text: str) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "text", text)
+
 
 @dataclass(frozen=True)
 class CheckResult:
@@ -108,6 +113,11 @@ class CheckResult:
 
     reply: Reply | None = None
     actions: tuple[Action, ...] = ()
+
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, reply: Reply | None = None, actions: tuple[Action, ...] = ()) -> None:
+        object.__setattr__(self, "reply", reply)
+        object.__setattr__(self, "actions", actions)
 
     @property
     def accepted(self) -> bool:

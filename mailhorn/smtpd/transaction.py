@@ -109,6 +109,24 @@ class Transaction:
     actions_sent: int = 0
     """How many of ``actions`` went to cleanup with the request; later ones follow at the end."""
 
+    # Written out: compiled, a generated __init__ would run as Python (see scripts/build_native.py).
+    def __init__(self, sender: str, params: MailParams, smtputf8: bool,
+                 recipients: list[RecipientRequest] | None = None, actions: list[Action] | None = None,
+                 cleanup: CleanupSession | None = None, queue_id: str = "", error: Reply | None = None,
+                 error_told: bool = False, receiving: bool = False, octets: int = 0, actions_sent: int = 0) -> None:
+        self.sender = sender
+        self.params = params
+        self.smtputf8 = smtputf8
+        self.recipients = recipients if recipients is not None else []
+        self.actions = actions if actions is not None else []
+        self.cleanup = cleanup
+        self.queue_id = queue_id
+        self.error = error
+        self.error_told = error_told
+        self.receiving = receiving
+        self.octets = octets
+        self.actions_sent = actions_sent
+
     def request(self, client: ClientInfo, session_actions: list[Action],
                 config: Config | None = None) -> CleanupRequest:
         """The envelope for cleanup; ``config`` is the smtpd service's (None: cleanup's own settings)."""
