@@ -42,20 +42,21 @@ import struct
 import threading
 import time
 from collections.abc import Callable
+from typing import Final
 
 from mailhorn import log
 
 #: Slots probed for a key before giving up.
-MAX_PROBE = 64
+MAX_PROBE: Final = 64
 #: Slots in the table by default (about 1 MB with a few workers).
-DEFAULT_SLOTS = 16384
+DEFAULT_SLOTS: Final = 16384
 
 #: The events smtpd counts besides connections, with their index in a slot.
-EVENTS: dict[str, int] = {"message": 1, "rcpt": 2, "newtls": 3, "auth": 4}
-_CONNECT = 0
-_RATES = 5
-_EMPTY = bytes(16)
-_HEAD = struct.Struct("<16sd5I4x")
+EVENTS: Final[dict[str, int]] = {"message": 1, "rcpt": 2, "newtls": 3, "auth": 4}
+_CONNECT: Final = 0
+_RATES: Final = 5
+_EMPTY: Final = bytes(16)
+_HEAD: Final = struct.Struct("<16sd5I4x")
 
 
 class Anvil:

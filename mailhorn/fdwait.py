@@ -11,10 +11,11 @@ Python retries).
 from __future__ import annotations
 
 import select
+from typing import Final
 
 __all__ = ["readable"]
 
-_READABLE = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
+_READABLE: Final = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 
 
 def readable(fd: int, timeout: float | None) -> bool:

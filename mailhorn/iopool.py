@@ -36,7 +36,7 @@ import queue
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar
 
 from mypy_extensions import mypyc_attr
 
@@ -46,10 +46,10 @@ _T = TypeVar("_T")
 _P = ParamSpec("_P")
 
 #: Threads of the shared pool of each event loop (asyncio.to_thread's default).
-DEFAULT_THREADS = min(32, (os.cpu_count() or 1) + 4)
+DEFAULT_THREADS: Final = min(32, (os.cpu_count() or 1) + 4)
 
 #: Seconds a thread waits for work before it ends.
-IDLE_SECONDS = 30.0
+IDLE_SECONDS: Final = 30.0
 
 _Job = tuple[contextvars.Context, Callable[..., Any], tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
 _Done = tuple["asyncio.Future[Any]", Any, BaseException | None]
@@ -164,7 +164,7 @@ class IoPool:
                 future.set_exception(exc)
 
 
-_POOLS: weakref.WeakSet[IoPool] = weakref.WeakSet()
+_POOLS: Final[weakref.WeakSet[IoPool]] = weakref.WeakSet()
 _SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, IoPool] = weakref.WeakKeyDictionary()
 
 

@@ -31,15 +31,15 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import Final, NoReturn
 
 #: syslog facility codes (RFC 5424 §6.2.1) for ``syslog_facility``.
-FACILITIES = {
+FACILITIES: Final = {
     "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6,
     "news": 7, "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11,
     **{f"local{i}": 16 + i for i in range(8)},
 }
-_SEVERITY = {"panic": 2, "fatal": 2, "error": 3, "warning": 4, "info": 6}
+_SEVERITY: Final = {"panic": 2, "fatal": 2, "error": 3, "warning": 4, "info": 6}
 
 
 @dataclass
@@ -137,7 +137,7 @@ def _emit(severity: str, text: str, name: str | None) -> None:
 
 
 #: How often an open maillog_file is checked for rotation (seconds).
-_REOPEN_CHECK = 1.0
+_REOPEN_CHECK: Final = 1.0
 
 
 def _write_file(body: str, name: str) -> None:

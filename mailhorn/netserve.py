@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Final
 
 from mailhorn import log
 from mailhorn.master.listeners import BACKLOG
@@ -40,7 +40,7 @@ Handler = Callable[[socket.socket, Any], Coroutine[Any, Any, None]]
 ConnectionHandler = Callable[[Connection], Coroutine[Any, Any, None]]
 
 #: Seconds between two checks that the event loop still accepts.
-RESTART_CHECK = 1.0
+RESTART_CHECK: Final = 1.0
 
 
 def in_loop_capable(listener: socket.socket) -> bool:

@@ -69,7 +69,7 @@ import socket
 from collections.abc import Callable
 import subprocess
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Final, Protocol, TYPE_CHECKING
 
 from mailhorn import log
 from mailhorn.iopool import offload
@@ -85,11 +85,11 @@ __all__ = [
 ]
 
 #: The largest request or answer, in octets.
-MAX_MESSAGE = 65536
+MAX_MESSAGE: Final = 65536
 #: Seconds to wait for the spawner's first answer.
-ANSWER_TIMEOUT = 30.0
+ANSWER_TIMEOUT: Final = 30.0
 #: Exit status of a command whose monitor vanished (reported as killed by SIGKILL).
-_LOST = -signal.SIGKILL
+_LOST: Final = -signal.SIGKILL
 
 _socket_path: str | None = None
 

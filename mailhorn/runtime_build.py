@@ -29,7 +29,7 @@ import importlib
 import os
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Final, TYPE_CHECKING
 
 from mailhorn import log
 from mailhorn.anvil import Anvil
@@ -44,8 +44,8 @@ if TYPE_CHECKING:
     from mailhorn.config.load import Config
 
 #: Bytes sent over the wakeup pipe.
-WAKEUP = b"w"
-FLUSH = b"f"
+WAKEUP: Final = b"w"
+FLUSH: Final = b"f"
 
 
 class QmgrWakeup:

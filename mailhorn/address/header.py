@@ -31,16 +31,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Final
 
 from mailhorn.address.errors import AddressError
 from mailhorn.address.quote import quote_local
 
-MAX_DEPTH = 32
-MAX_ADDRESSES = 10000
-DEFAULT_LIMIT = 102400
+MAX_DEPTH: Final = 32
+MAX_ADDRESSES: Final = 10000
+DEFAULT_LIMIT: Final = 102400
 
-_SPECIALS = frozenset('<>@,;:.[]()"\\')
-_WSP = frozenset(" \t\r\n")
+_SPECIALS: Final = frozenset('<>@,;:.[]()"\\')
+_WSP: Final = frozenset(" \t\r\n")
 
 
 class Kind(Enum):

@@ -35,15 +35,17 @@ Errors: :class:`DomainError` (an :class:`AddressError`) from the conversions.
 
 from __future__ import annotations
 
+from typing import Final
+
 import idna as _idna
 
 from mailhorn.address.errors import DomainError
 
 #: RFC 1035 / Postfix VALID_HOSTNAME_LEN and VALID_LABEL_LEN.
-HOSTNAME_MAX = 255
-LABEL_MAX = 63
+HOSTNAME_MAX: Final = 255
+LABEL_MAX: Final = 63
 
-_V6_HEX = frozenset("0123456789abcdefABCDEF")
+_V6_HEX: Final = frozenset("0123456789abcdefABCDEF")
 
 
 def _is_alnum(ch: str) -> bool:

@@ -39,6 +39,7 @@ and every function runs in time linear in its input.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 import idna as _idna
 
@@ -47,13 +48,13 @@ from mailhorn.address.idna import LABEL_MAX, ipv4_problem, ipv6_problem
 from mailhorn.address.quote import quote_local, split_internal
 
 #: RFC 5321 §4.5.3.1.1-3 (octets).
-LOCAL_PART_MAX = 64
-DOMAIN_MAX = 255
-PATH_MAX = 256
+LOCAL_PART_MAX: Final = 64
+DOMAIN_MAX: Final = 255
+PATH_MAX: Final = 256
 
-_ATEXT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~")
-_LDH = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
-_DCONTENT = frozenset(chr(c) for c in range(33, 127)) - frozenset("[\\]")
+_ATEXT: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~")
+_LDH: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+_DCONTENT: Final = frozenset(chr(c) for c in range(33, 127)) - frozenset("[\\]")
 
 
 def octets(text: str) -> int:

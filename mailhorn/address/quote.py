@@ -31,11 +31,12 @@ Parameters read: none. Errors: none; every string has both forms.
 from __future__ import annotations
 
 import re
+from typing import Final
 
 #: A run of characters that may stand unquoted in a local part: no control
 #: character, space, DEL or RFC 822 special ``()<>@,;:\\"[]`` (non-ASCII is
 #: allowed, RFC 6531; the dots are checked apart).
-_ATOM_TEXT = re.compile(r'[^\x00-\x20\x7f()<>@,;:\\"\[\]]+')
+_ATOM_TEXT: Final = re.compile(r'[^\x00-\x20\x7f()<>@,;:\\"\[\]]+')
 
 
 def _route_end(address: str) -> int:

@@ -58,6 +58,7 @@ import socket
 import struct
 from dataclasses import dataclass
 from enum import Enum
+from typing import Final
 
 from mailhorn import log
 from mailhorn.address.idna import valid_hostaddr, valid_utf8_hostname
@@ -83,22 +84,22 @@ from mailhorn.tables.matchlist import (
 )
 
 # Postfix's resolve_clnt.h bit values.
-RESOLVE_FLAG_FINAL = 1 << 0
-RESOLVE_FLAG_ROUTED = 1 << 1
-RESOLVE_FLAG_ERROR = 1 << 2
-RESOLVE_FLAG_FAIL = 1 << 3
-RESOLVE_CLASS_LOCAL = 1 << 8
-RESOLVE_CLASS_ALIAS = 1 << 9
-RESOLVE_CLASS_VIRTUAL = 1 << 10
-RESOLVE_CLASS_RELAY = 1 << 11
-RESOLVE_CLASS_DEFAULT = 1 << 12
-RESOLVE_CLASS_MASK = 0x1F00
+RESOLVE_FLAG_FINAL: Final = 1 << 0
+RESOLVE_FLAG_ROUTED: Final = 1 << 1
+RESOLVE_FLAG_ERROR: Final = 1 << 2
+RESOLVE_FLAG_FAIL: Final = 1 << 3
+RESOLVE_CLASS_LOCAL: Final = 1 << 8
+RESOLVE_CLASS_ALIAS: Final = 1 << 9
+RESOLVE_CLASS_VIRTUAL: Final = 1 << 10
+RESOLVE_CLASS_RELAY: Final = 1 << 11
+RESOLVE_CLASS_DEFAULT: Final = 1 << 12
+RESOLVE_CLASS_MASK: Final = 0x1F00
 
 #: How many routing layers resolve peels off before it gives up.
-PEEL_LIMIT = 100
+PEEL_LIMIT: Final = 100
 
 #: The transport whose empty next hop means "Address is undeliverable".
-ERROR_TRANSPORT = "error"
+ERROR_TRANSPORT: Final = "error"
 
 
 class AddressClass(Enum):
@@ -150,7 +151,7 @@ class Resolution:
 
 # -- this host's addresses ------------------------------------------------------
 
-_SIOCGIFCONF = 0x8912
+_SIOCGIFCONF: Final = 0x8912
 
 
 def _ipv4_interface_addresses() -> list[str]:

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from mailhorn import log
 from mailhorn.address.header import parse_address_list
@@ -63,13 +64,13 @@ from mailhorn.tables.base import Table, TableConfigError, TableRetry
 from mailhorn.tables.registry import open_table, split_spec
 
 #: Table types searched with the full address only (not DICT_FLAG_FIXED).
-PATTERN_TYPES = frozenset({"regexp", "pcre", "cidr", "tcp", "socketmap"})
+PATTERN_TYPES: Final = frozenset({"regexp", "pcre", "cidr", "tcp", "socketmap"})
 
 #: cleanup's 1:1 canonical mapping recursion limit (Postfix MAX_RECURSION).
-CANONICAL_RECURSION_LIMIT = 10
+CANONICAL_RECURSION_LIMIT: Final = 10
 
 #: The address classes of canonical_classes and masquerade_classes.
-ADDRESS_CLASSES = ("envelope_sender", "envelope_recipient", "header_sender", "header_recipient")
+ADDRESS_CLASSES: Final = ("envelope_sender", "envelope_recipient", "header_sender", "header_recipient")
 
 
 @dataclass(frozen=True)

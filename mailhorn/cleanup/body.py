@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable
+from typing import Final
 
 from mailhorn import log
 from mailhorn.address.errors import AddressError
@@ -50,13 +51,13 @@ from mailhorn.queue.store import QueueWriter
 from mailhorn.smtp.reply import Reply
 
 #: Postfix's replies for cleanup verdicts (cleanup_stat_detail + smtpd texts).
-TOO_MANY_HOPS = Reply.of(554, "5.4.0", "Error: too many hops")
-CONTENT_REJECTED_DSN = "5.7.1"
-CONTENT_REJECTED_TEXT = "message content rejected"
+TOO_MANY_HOPS: Final = Reply.of(554, "5.4.0", "Error: too many hops")
+CONTENT_REJECTED_DSN: Final = "5.7.1"
+CONTENT_REJECTED_TEXT: Final = "message content rejected"
 
 #: Headers whose addresses ``sendmail -t`` takes as recipients.
-_RCPT_HEADERS = ("to", "cc", "bcc")
-_VISIBLE_RCPT = frozenset({"to", "cc", "resent-to", "resent-cc"})
+_RCPT_HEADERS: Final = ("to", "cc", "bcc")
+_VISIBLE_RCPT: Final = frozenset({"to", "cc", "resent-to", "resent-cc"})
 
 
 class Phase(enum.Enum):
@@ -69,7 +70,7 @@ class Phase(enum.Enum):
 
 
 #: The header_checks class of each header phase (primary, MIME part, nested message).
-_HEADER_CLASS = {Phase.PRIMARY_HEADERS: HeaderClass.PRIMARY, Phase.PART_HEADERS: HeaderClass.MULTIPART,
+_HEADER_CLASS: Final = {Phase.PRIMARY_HEADERS: HeaderClass.PRIMARY, Phase.PART_HEADERS: HeaderClass.MULTIPART,
                  Phase.NESTED_HEADERS: HeaderClass.NESTED}
 
 

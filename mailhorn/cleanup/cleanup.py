@@ -85,6 +85,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import replace
+from typing import Final
 
 from mailhorn import log
 from mailhorn.cleanup.body import ContentState
@@ -105,9 +106,9 @@ from mailhorn.tables.base import TableRetry
 Recipient = tuple[str, "str | None", "DsnNotify | None", "str | None"]
 
 #: Reply when a check table cannot be read (Postfix: CLEANUP_STAT_WRITE).
-LOOKUP_FAILED = Reply.of(451, "4.3.0", "Error: queue file write error")
+LOOKUP_FAILED: Final = Reply.of(451, "4.3.0", "Error: queue file write error")
 #: Reply when no recipient is left (Postfix's CLEANUP_STAT_RCPT text).
-NO_RECIPIENTS = Reply.of(550, "5.1.0", "Error: no recipients specified")
+NO_RECIPIENTS: Final = Reply.of(550, "5.1.0", "Error: no recipients specified")
 
 class Cleanup:
     """The cleanup service: one per configuration, shared by every sender of mail."""

@@ -40,19 +40,20 @@ import re
 
 import enum
 from dataclasses import dataclass
+from typing import Final
 
 from mailhorn.config.load import Config
 from mailhorn.tables.base import Table
 from mailhorn.tables.registry import open_table
 
 #: Headers that are MIME headers for the choice of table (Postfix's HDR_OPT_MIME).
-MIME_HEADERS = frozenset({
+MIME_HEADERS: Final = frozenset({
     "content-type", "content-transfer-encoding", "content-description",
     "content-disposition", "content-id", "mime-version",
 })
 
 #: Longest CONTENT shown in an action log line (cleanup_act_log's %.200s).
-LOG_CONTENT_MAX = 200
+LOG_CONTENT_MAX: Final = 200
 
 
 class HeaderClass(enum.Enum):
@@ -82,7 +83,7 @@ class Act(enum.Enum):
 
 
 #: Explicit table from action word to action (matched case-insensitively).
-ACTIONS: dict[str, Act] = {a.value: a for a in Act}
+ACTIONS: Final[dict[str, Act]] = {a.value: a for a in Act}
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ def header_name(line: str) -> str | None:
 
 
 #: A header's field name: printable ASCII but colon, then optional blanks and the colon.
-_HEADER_NAME = re.compile(r"([!-9;-~]+)[ \t]*:")
+_HEADER_NAME: Final = re.compile(r"([!-9;-~]+)[ \t]*:")
 
 
 class ChecksTable:

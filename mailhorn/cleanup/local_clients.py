@@ -25,6 +25,7 @@ import functools
 import ipaddress
 import socket
 from collections.abc import Callable
+from typing import Final
 
 from mailhorn import log
 from mailhorn.cleanup.request import ClientInfo
@@ -34,14 +35,14 @@ from mailhorn.tables.base import Table
 from mailhorn.tables.matchlist import namadr_list_from_config
 from mailhorn.tables.registry import open_table
 
-_LOOPBACK = ("127.0.0.1", "::1")
+_LOOPBACK: Final = ("127.0.0.1", "::1")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 #: Answers of _is_local_address, per process: like Postfix, which learns the
 #: host's addresses once at start, a process does not re-probe them per message.
 _LOCAL_CACHE: dict[str, bool] = {}
-_LOCAL_CACHE_MAX = 4096
+_LOCAL_CACHE_MAX: Final = 4096
 
 
 @functools.lru_cache(maxsize=4096)

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Final
 
 from mailhorn.address.errors import AddressError
 from mailhorn.address.header import HeaderAddress, parse_address_list
@@ -59,11 +60,11 @@ from mailhorn.tables.base import TableRetry
 from mailhorn.tables.matchlist import MatchListRetry
 
 #: Headers whose addresses are senders / recipients (Postfix's header_opts).
-SENDER_HEADERS = frozenset({
+SENDER_HEADERS: Final = frozenset({
     "from", "sender", "reply-to", "errors-to", "return-receipt-to", "disposition-notification-to",
     "resent-from", "resent-sender", "resent-reply-to",
 })
-RECIPIENT_HEADERS = frozenset({
+RECIPIENT_HEADERS: Final = frozenset({
     "to", "cc", "bcc", "apparently-to", "resent-to", "resent-cc", "resent-bcc",
 })
 
@@ -71,13 +72,13 @@ RECIPIENT_HEADERS = frozenset({
 #: An addr-spec that rewriting leaves as it is: a dot-atom local part (RFC 5322
 #: §3.2.3) at a dot-atom domain with at least one dot (nothing to append, no
 #: source route, no quoting, no domain literal, no trailing dot).
-_PLAIN_ADDRESS = re.compile(
+_PLAIN_ADDRESS: Final = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 
 
 #: What makes an address-list value more than one plain mailbox.
-_NOT_SIMPLE = re.compile(r'[(",:;\[\\]')
+_NOT_SIMPLE: Final = re.compile(r'[(",:;\[\\]')
 
 
 @dataclass(frozen=True)

@@ -34,12 +34,13 @@ Parameters read (by the caller, passed in): ``myhostname``, ``mail_name``,
 from __future__ import annotations
 
 import time
+from typing import Final
 
 from mailhorn.address.quote import quote_local
 from mailhorn.cleanup.request import ClientInfo
 
 #: Envelope sender shown in a From: header added to a bounce (null sender).
-MAIL_ADDR_MAIL_DAEMON = "MAILER-DAEMON"
+MAIL_ADDR_MAIL_DAEMON: Final = "MAILER-DAEMON"
 
 
 #: The last date made: (second, zone names, text). Every message gets one or

@@ -7,11 +7,12 @@ parameter of the same name, or as noted).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from mailhorn.config.load import Config
 from mailhorn.queue.queuefile import DsnNotify
 
-_NOTIFY = {"NEVER": DsnNotify.NEVER, "SUCCESS": DsnNotify.SUCCESS,
+_NOTIFY: Final = {"NEVER": DsnNotify.NEVER, "SUCCESS": DsnNotify.SUCCESS,
            "FAILURE": DsnNotify.FAILURE, "DELAY": DsnNotify.DELAY}
 
 

@@ -16,15 +16,16 @@ import builtins
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
+from typing import Final
 
 from mailhorn.config.errors import ConfigError
 from mailhorn.config.maincf import Entry, Expander, MacroError, last_wins, read_main_cf, split_list
 from mailhorn.config.params import PARAMS, Kind
 
-DEFAULT_CONFIG_DIR = "/etc/postfix"
+DEFAULT_CONFIG_DIR: Final = "/etc/postfix"
 
-_TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_TIME_RE = re.compile(r"^(\d+)([smhdw]?)$", re.IGNORECASE)
+_TIME_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_TIME_RE: Final = re.compile(r"^(\d+)([smhdw]?)$", re.IGNORECASE)
 
 
 class Config:

@@ -27,13 +27,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Final
 
 from mailhorn.config.errors import ConfigError
 
 #: Postfix's limit on nested macro expansion (mac_expand.c).
-MAX_NESTING = 100
+MAX_NESTING: Final = 100
 
-_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+_NAME_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,7 @@ def _branches(text: str, allow_else: bool) -> tuple[str, str]:
     return first, second[1:second_end]
 
 
-_COMPARISONS = frozenset({"==", "!=", "<", "<=", ">", ">="})
+_COMPARISONS: Final = frozenset({"==", "!=", "<", "<=", ">", ">="})
 
 
 def _level(text: str) -> tuple[int, ...]:

@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import Final
 
 from mailhorn.address.quote import quote_local
 
 #: The sender shown for the null sender (Postfix's MAIL_ADDR_MAIL_DAEMON).
-MAILER_DAEMON = "MAILER-DAEMON"
+MAILER_DAEMON: Final = "MAILER-DAEMON"
 #: Header bytes examined for Delivered-To: (the header block is bounded by cleanup).
-_HEADER_SCAN_LIMIT = 1024 * 1024
+_HEADER_SCAN_LIMIT: Final = 1024 * 1024
 
 
 def external(address: str) -> str:

@@ -64,7 +64,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, Final, IO
 
 from mailhorn import privsep
 from mailhorn.config.load import Config
@@ -75,11 +75,11 @@ from mailhorn.mailstore import maildir, quota, writer
 from mailhorn.mailstore.errors import DiskFull, LockTimeout, QuotaExceeded
 
 #: Seconds an idle helper waits for a request before it exits.
-HELPER_IDLE = 600.0
+HELPER_IDLE: Final = 600.0
 #: Idle helpers kept per identity.
-_IDLE_PER_IDENTITY = 4
+_IDLE_PER_IDENTITY: Final = 4
 #: The most bytes read_file returns (.forward and :include: files).
-READ_LIMIT = 1024 * 1024
+READ_LIMIT: Final = 1024 * 1024
 
 Params = dict[str, Any]
 Result = dict[str, Any]
@@ -254,7 +254,7 @@ def _exists_operation(params: Params, source: Iterable[bytes]) -> Result:
     return {"exists": os.path.lexists(str(params["path"]))}
 
 
-OPERATIONS: dict[str, Callable[[Params, Iterable[bytes]], Result]] = {
+OPERATIONS: Final[dict[str, Callable[[Params, Iterable[bytes]], Result]]] = {
     "maildir": maildir_operation,
     "mbox": _mbox_operation,
     "read_file": _read_file_operation,
@@ -418,7 +418,7 @@ def main(argv: list[str]) -> int:
 # -- the caller's side ----------------------------------------------------------------------
 
 #: The helper's program: :func:`main` with the arguments after ``-c``.
-_HELPER_MAIN = "import sys; from mailhorn.delivery.privs import main; sys.exit(main(sys.argv[1:]))"
+_HELPER_MAIN: Final = "import sys; from mailhorn.delivery.privs import main; sys.exit(main(sys.argv[1:]))"
 
 
 class _Helper:

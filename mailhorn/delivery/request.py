@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
 
 class Action(enum.Enum):
@@ -65,7 +65,7 @@ class DeliveryRecipient:
 
 
 #: Content of at most this many bytes is read once per request (ReusedContent).
-REUSED_CONTENT_LIMIT = 64 * 1024
+REUSED_CONTENT_LIMIT: Final = 64 * 1024
 
 
 class ReusedContent:

@@ -58,6 +58,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterator, Sequence
+from typing import Final
 
 from mailhorn import log
 from mailhorn.address.parse import split_extension
@@ -74,13 +75,13 @@ from mailhorn.runtime import Runtime
 from mailhorn.tables.base import Table, TableConfigError, TableRetry
 from mailhorn.tables.registry import open_table
 
-RELAY = "virtual"
+RELAY: Final = "virtual"
 #: Requests one agent writes at once. Each write running as another uid
 #: holds a channel to that identity's helper process
 #: (:mod:`mailhorn.delivery.privs`, which keeps four idle channels); the
 #: writes mostly wait on fsync, and more threads would mostly add contention
 #: for the interpreter lock.
-VIRTUAL_THREADS = 4
+VIRTUAL_THREADS: Final = 4
 
 
 class _ConfigProblem(Exception):

@@ -46,23 +46,24 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Final
 
 from mailhorn.config.maincf import split_list, strip_braces
 from mailhorn.mailstore.errors import FolderExistsError, InvalidFolderName, NoSuchFolder
 
 #: Hierarchy separator of the Maildir++ layout.
-SEPARATOR = "."
+SEPARATOR: Final = "."
 #: The name of the root mailbox.
-INBOX = "INBOX"
+INBOX: Final = "INBOX"
 #: Marks a Maildir++ folder (README.maildirquota: "Within each subdirectory
 #: there's an empty file, maildirfolder").
-MAILDIRFOLDER = "maildirfolder"
-SUBSCRIPTIONS = "subscriptions"
+MAILDIRFOLDER: Final = "maildirfolder"
+SUBSCRIPTIONS: Final = "subscriptions"
 #: Longest file name component (NAME_MAX on Linux file systems).
-NAME_MAX = 255
+NAME_MAX: Final = 255
 
 #: RFC 6154 attributes of Dovecot's stock ``15-mailboxes.conf``.
-DEFAULT_SPECIAL_USE: dict[str, str] = {
+DEFAULT_SPECIAL_USE: Final[dict[str, str]] = {
     "Drafts": "\\Drafts",
     "Junk": "\\Junk",
     "Trash": "\\Trash",
@@ -267,7 +268,7 @@ def special_use(name: str, table: Mapping[str, str] | None = None) -> str | None
 
 
 #: An RFC 6154 attribute: a backslash and an atom (``\\Sent``, ``\\Archive``, ...).
-_USE_ATTRIBUTE = re.compile(r"\\[A-Za-z][A-Za-z0-9]*")
+_USE_ATTRIBUTE: Final = re.compile(r"\\[A-Za-z][A-Za-z0-9]*")
 
 
 def parse_special_use(value: str) -> dict[str, str]:

@@ -26,11 +26,12 @@ import os
 import string
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Final
 
 from mailhorn.mailstore.errors import MailstoreError
 
-KEYWORDS = "dovecot-keywords"
-LETTERS = string.ascii_lowercase
+KEYWORDS: Final = "dovecot-keywords"
+LETTERS: Final = string.ascii_lowercase
 
 
 class KeywordMap:

@@ -26,11 +26,12 @@ import socket
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Final
 
 from mailhorn.mailstore.errors import LockTimeout
 
 #: Dovecot's stale timeout for ``dovecot-uidlist.lock`` (two minutes).
-UIDLIST_STALE_TIMEOUT = 120.0
+UIDLIST_STALE_TIMEOUT: Final = 120.0
 
 
 def _hostname() -> str:

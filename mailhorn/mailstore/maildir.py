@@ -37,7 +37,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol, cast
+from typing import BinaryIO, Final, Protocol, cast
 
 from mailhorn.filechunks import FileChunks, read_chunks
 from mailhorn.mailstore import quota as quotamod
@@ -48,19 +48,19 @@ from mailhorn.mailstore.keywords import KEYWORDS, KeywordMap, valid_keyword
 from mailhorn.mailstore.lock import DotLock
 
 #: Maildir flag letters (cr.yp.to/proto/maildir.html), in the ASCII order names use.
-SYSTEM_FLAGS = "DFPRST"
+SYSTEM_FLAGS: Final = "DFPRST"
 #: IMAP system flags of the letters Dovecot maps (RFC 3501 §2.3.2).
-IMAP_FLAGS: dict[str, str] = {"D": "\\Draft", "F": "\\Flagged", "R": "\\Answered",
+IMAP_FLAGS: Final[dict[str, str]] = {"D": "\\Draft", "F": "\\Flagged", "R": "\\Answered",
                               "S": "\\Seen", "T": "\\Deleted"}
 #: Read and write in chunks of this size: memory stays bounded for any message.
-CHUNK = 64 * 1024
+CHUNK: Final = 64 * 1024
 #: Files in tmp/ older than this are leftovers (the Maildir specification's 36 hours).
-TMP_MAX_AGE = 36 * 3600
+TMP_MAX_AGE: Final = 36 * 3600
 
-_DELIVERY_COUNTER = itertools.count(1)
-_SIZE_RE = re.compile(r",S=(\d+)")
-_VSIZE_RE = re.compile(r",W=(\d+)")
-_ORDER_RE = re.compile(r"^(\d+)\.(?:M(\d+))?")
+_DELIVERY_COUNTER: Final = itertools.count(1)
+_SIZE_RE: Final = re.compile(r",S=(\d+)")
+_VSIZE_RE: Final = re.compile(r",W=(\d+)")
+_ORDER_RE: Final = re.compile(r"^(\d+)\.(?:M(\d+))?")
 
 
 class Readable(Protocol):
@@ -219,7 +219,7 @@ def check_flags(flags: str) -> str:
 #: A directory modified this recently (seconds) may change again within the same mtime
 #: tick without its mtime moving, so it is listed again whatever its mtime says
 #: (Dovecot's caveat for Maildir syncing).
-RECENT_MTIME = 2.0
+RECENT_MTIME: Final = 2.0
 
 _Stamp = tuple[int, int, int]   # inode, size, mtime in ns
 

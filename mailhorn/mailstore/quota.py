@@ -38,17 +38,18 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from mailhorn.mailstore.errors import LockTimeout, QuotaExceeded
 from mailhorn.mailstore.lock import DotLock
 
-MAILDIRSIZE = "maildirsize"
+MAILDIRSIZE: Final = "maildirsize"
 #: Recalculate once the file reaches this size (README.maildirquota).
-RECALC_SIZE = 5120
+RECALC_SIZE: Final = 5120
 #: Recalculate an over-quota file at least this old (README.maildirquota).
-RECALC_AGE = 15 * 60
+RECALC_AGE: Final = 15 * 60
 
-_SIZE_RE = re.compile(r",S=(\d+)")
+_SIZE_RE: Final = re.compile(r",S=(\d+)")
 
 
 @dataclass(frozen=True)

@@ -40,12 +40,13 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 from mailhorn.durable import write_all
 from mailhorn.mailstore.errors import CorruptFile
 
-UIDLIST = "dovecot-uidlist"
-UIDVALIDITY = "dovecot-uidvalidity"
+UIDLIST: Final = "dovecot-uidlist"
+UIDVALIDITY: Final = "dovecot-uidvalidity"
 
 
 @dataclass(slots=True)

@@ -43,7 +43,7 @@ import enum
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import Final, TYPE_CHECKING, cast
 
 from mailhorn import log
 from mailhorn.config.mastercf import Service
@@ -77,7 +77,7 @@ class AgentEntry:
 
 
 #: master.cf command -> agent factory.
-AGENTS: dict[str, AgentEntry] = {
+AGENTS: Final[dict[str, AgentEntry]] = {
     "local": AgentEntry("mailhorn.delivery.local:make_agent", Extra.POOL),
     "virtual": AgentEntry("mailhorn.delivery.virtual:make_agent", Extra.RUNTIME),
     "smtp": AgentEntry("mailhorn.delivery.smtp:make_agent"),

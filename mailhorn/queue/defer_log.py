@@ -59,6 +59,7 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Final
 
 from mailhorn.durable import fsync_directory
 from mailhorn.iopool import offload
@@ -83,15 +84,15 @@ __all__ = [
 ]
 
 #: The per-message log directories, in the order Postfix removes them.
-LOG_QUEUES = ("bounce", "defer", "trace")
+LOG_QUEUES: Final = ("bounce", "defer", "trace")
 
 #: Largest log file the reader takes in (a log has one record per recipient).
-MAX_LOG_SIZE = 64 * 1024 * 1024
+MAX_LOG_SIZE: Final = 64 * 1024 * 1024
 #: Longest value kept in a record (a reason text from a remote server).
-MAX_VALUE = 4096
+MAX_VALUE: Final = 4096
 
-_DIR_MODE = 0o700
-_FILE_MODE = 0o600
+_DIR_MODE: Final = 0o700
+_FILE_MODE: Final = 0o600
 
 
 @dataclass(frozen=True, slots=True)

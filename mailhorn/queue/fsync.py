@@ -17,6 +17,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from mypy_extensions import mypyc_attr
 
@@ -116,7 +117,7 @@ def _close(fd: list[int]) -> None:
 
 
 #: Environment variable of the fault injection switch (tests only).
-FAULT_INJECT_ENV = "MAILHORN_FAULT_INJECT"
+FAULT_INJECT_ENV: Final = "MAILHORN_FAULT_INJECT"
 
 
 def fault_injection_hooks(spec: str) -> FsHooks:

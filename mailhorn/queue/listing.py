@@ -36,6 +36,7 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Final
 
 from mailhorn.queue.defer_log import defer_reasons
 from mailhorn.queue.queuefile import CorruptQueueFile, read_queue_file
@@ -55,12 +56,12 @@ __all__ = [
 ]
 
 #: Queues listed by ``postqueue -p``, in Postfix's showq order.
-SHOWQ_QUEUES = ("incoming", "active", "deferred", "hold", "maildrop")
+SHOWQ_QUEUES: Final = ("incoming", "active", "deferred", "hold", "maildrop")
 
 #: Forced expiry mark: group execute, as Postfix's MAIL_QUEUE_STAT_EXPIRE.
-EXPIRE_BIT = stat.S_IXGRP
+EXPIRE_BIT: Final = stat.S_IXGRP
 #: Requeue mark: others execute (see the module docstring).
-REQUEUE_BIT = stat.S_IXOTH
+REQUEUE_BIT: Final = stat.S_IXOTH
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ import os
 import socket
 import time
 from collections.abc import Iterable
+from typing import Final
 
 from mailhorn.durable import fsync_directory, write_all
 from mailhorn.queue.queuefile import DsnNotify, DsnRet
@@ -37,11 +38,11 @@ from mailhorn.queue.queuefile_writer import QueueFileWriter
 from mailhorn.queue.store import QueueWriteError, make_queue_id
 
 #: The pickup service's wakeup socket, relative to the queue directory.
-PICKUP_SOCKET = os.path.join("public", "pickup")
+PICKUP_SOCKET: Final = os.path.join("public", "pickup")
 #: Attribute names a maildrop file carries for pickup.
-ATTR_UID = "submit_uid"
-ATTR_EXTRACT = "extract_recipients"
-_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+ATTR_UID: Final = "submit_uid"
+ATTR_EXTRACT: Final = "extract_recipients"
+_DISK_FULL: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class MaildropWriter:

@@ -119,7 +119,7 @@ import os
 import stat
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from mailhorn import log
 from mailhorn.address.resolve import RESOLVE_CLASS_LOCAL, Resolver
@@ -140,13 +140,13 @@ from mailhorn.services import Transport, plan, read_services
 
 __all__ = ["QueueManager", "run_qmgr"]
 
-ACTIVE = "active"
-QMGR = "qmgr"
+ACTIVE: Final = "active"
+QMGR: Final = "qmgr"
 #: Threads for the queue manager's own file work (moves, reads, marks, removals). Most
 #: of it waits on fsync, so more threads than cores let directory fsyncs be shared.
-QMGR_THREADS = 8
+QMGR_THREADS: Final = 8
 _T = TypeVar("_T")
-_STATUS_WORD = {Action.DEFERRED: "deferred", Action.BOUNCED: "bounced"}
+_STATUS_WORD: Final = {Action.DEFERRED: "deferred", Action.BOUNCED: "bounced"}
 
 
 def _transports(config: Config) -> list[Transport]:

@@ -29,6 +29,7 @@ as ``max_digits``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from mailhorn import log
 
@@ -42,10 +43,10 @@ __all__ = [
     "removed",
 ]
 
-MILLION = 1_000_000
+MILLION: Final = 1_000_000
 #: Postfix logs delays with two significant digits (log_adhoc.c SIG_DIGS).
-SIG_DIGITS = 2
-_POW10 = (1, 10, 100, 1000, 10000, 100000, 1000000)
+SIG_DIGITS: Final = 2
+_POW10: Final = (1, 10, 100, 1000, 10000, 100000, 1000000)
 
 
 def format_tv(sec: int, usec: int, sig_digits: int = SIG_DIGITS, max_digits: int = 2) -> str:

@@ -35,7 +35,7 @@ import struct
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO, Final, NamedTuple
 
 __all__ = [
     "CorruptQueueFile",
@@ -52,27 +52,27 @@ __all__ = [
 ]
 
 #: Data of the first record; a file that does not start with it is not ours.
-MAGIC = b"mailhorn-queue 1"
+MAGIC: Final = b"mailhorn-queue 1"
 #: Largest content chunk (``B`` record) the reader accepts and the writer makes.
-CHUNK_MAX = 1 << 20
+CHUNK_MAX: Final = 1 << 20
 #: Size of the content chunks the writer makes.
-CHUNK_SIZE = 64 * 1024
+CHUNK_SIZE: Final = 64 * 1024
 #: Largest envelope or extracted record (an address, an attribute).
-ENVELOPE_MAX = 64 * 1024
+ENVELOPE_MAX: Final = 64 * 1024
 
-_HEAD = struct.Struct(">cI")
-_CRC = struct.Struct(">I")
+_HEAD: Final = struct.Struct(">cI")
+_CRC: Final = struct.Struct(">I")
 #: Bytes a record adds around its data: type, length, CRC.
-OVERHEAD = _HEAD.size + _CRC.size
+OVERHEAD: Final = _HEAD.size + _CRC.size
 
 #: The size record is fixed-width so it can be rewritten in place at commit:
 #: content size, content offset, recipient count, queue manager flags,
 #: message size, header size (cf. Postfix's REC_TYPE_SIZE_FORMAT).
-SIZE_FORMAT = "%15d %15d %15d %15d %15d %15d"
-_SIZE_LEN = len(SIZE_FORMAT % (0, 0, 0, 0, 0, 0))
+SIZE_FORMAT: Final = "%15d %15d %15d %15d %15d %15d"
+_SIZE_LEN: Final = len(SIZE_FORMAT % (0, 0, 0, 0, 0, 0))
 #: The warning-time record is fixed-width too (updated in place by qmgr).
-WARN_FORMAT = "%15d"
-_WARN_LEN = 15
+WARN_FORMAT: Final = "%15d"
+_WARN_LEN: Final = 15
 
 
 class CorruptQueueFile(Exception):
@@ -111,27 +111,27 @@ class RecordType(bytes, enum.Enum):
     END = b"E"
 
 
-_BY_BYTE: dict[int, RecordType] = {t.value[0]: t for t in RecordType}
+_BY_BYTE: Final[dict[int, RecordType]] = {t.value[0]: t for t in RecordType}
 
 #: Records allowed in each segment (Postfix's REC_TYPE_ENVELOPE / CONTENT / EXTRACT).
-_ENVELOPE = frozenset({
+_ENVELOPE: Final = frozenset({
     RecordType.TIME, RecordType.CTIME, RecordType.FULLNAME, RecordType.CONTENT_FILTER,
     RecordType.SENDER, RecordType.ATTR, RecordType.DSN_RET, RecordType.DSN_ENVID,
     RecordType.DSN_ORCPT, RecordType.DSN_NOTIFY, RecordType.ORIG_RCPT, RecordType.RCPT,
     RecordType.DONE, RecordType.WARN, RecordType.MESSAGE,
 })
-_CONTENT = frozenset({RecordType.CONTENT, RecordType.EXTRACTED})
-_EXTRACT = frozenset({
+_CONTENT: Final = frozenset({RecordType.CONTENT, RecordType.EXTRACTED})
+_EXTRACT: Final = frozenset({
     RecordType.CONTENT_FILTER, RecordType.DSN_ORCPT, RecordType.DSN_NOTIFY, RecordType.ORIG_RCPT, RecordType.RCPT,
     RecordType.DONE, RecordType.RETURN_RECEIPT, RecordType.ERRORS_TO, RecordType.END,
 })
 #: Records that only describe the recipient that follows them.
-_RCPT_PREFIX = frozenset({RecordType.DSN_ORCPT, RecordType.DSN_NOTIFY, RecordType.ORIG_RCPT})
+_RCPT_PREFIX: Final = frozenset({RecordType.DSN_ORCPT, RecordType.DSN_NOTIFY, RecordType.ORIG_RCPT})
 #: The segments as sets of type bytes: a member test on an Enum hashes it
 #: in Python, once per record of every queue file read.
-_ENVELOPE_BYTES = frozenset(t.value for t in _ENVELOPE)
-_CONTENT_BYTES = frozenset(t.value for t in _CONTENT)
-_EXTRACT_BYTES = frozenset(t.value for t in _EXTRACT)
+_ENVELOPE_BYTES: Final = frozenset(t.value for t in _ENVELOPE)
+_CONTENT_BYTES: Final = frozenset(t.value for t in _CONTENT)
+_EXTRACT_BYTES: Final = frozenset(t.value for t in _EXTRACT)
 
 
 class DsnRet(enum.Enum):
@@ -150,7 +150,7 @@ class DsnNotify(enum.IntFlag):
     DELAY = 8
 
 
-_NOTIFY_NAMES = (("NEVER", DsnNotify.NEVER), ("SUCCESS", DsnNotify.SUCCESS),
+_NOTIFY_NAMES: Final = (("NEVER", DsnNotify.NEVER), ("SUCCESS", DsnNotify.SUCCESS),
                  ("FAILURE", DsnNotify.FAILURE), ("DELAY", DsnNotify.DELAY))
 
 
@@ -169,15 +169,15 @@ def _crc(rtype: bytes, head: bytes, data: bytes | memoryview) -> int:
 
 #: CRC-32 of each record type's byte as the CRC counts it (``D`` as ``R``),
 #: the start of every record's CRC (what _crc computes first).
-_CRC_SEED: dict[bytes, int] = {
+_CRC_SEED: Final[dict[bytes, int]] = {
     t.value: zlib.crc32(RecordType.RCPT.value if t is RecordType.DONE else t.value) for t in RecordType
 }
-_LENGTH = struct.Struct(">I")
+_LENGTH: Final = struct.Struct(">I")
 
 
 #: Records up to this size are assembled by concatenation (fewer calls);
 #: larger ones (content) without copying their data more than once.
-_SMALL_RECORD = 4096
+_SMALL_RECORD: Final = 4096
 
 
 def encode_record(rtype: RecordType, data: bytes | memoryview) -> bytes:
@@ -195,9 +195,9 @@ def encode_record(rtype: RecordType, data: bytes | memoryview) -> bytes:
 #: What envelope text may not hold. One search instead of three ``in`` tests:
 #: on Python 3.11 ``bytes in bytes`` first tries the needle as an integer and
 #: raises (and drops) a TypeError each time.
-_CONTROL = re.compile(rb"[\0\r\n]")
+_CONTROL: Final = re.compile(rb"[\0\r\n]")
 #: The same, for a record of NUL-separated values.
-_LINE_BREAK = re.compile(rb"[\r\n]")
+_LINE_BREAK: Final = re.compile(rb"[\r\n]")
 
 
 def _text(data: bytes, what: str, offset: int, control: re.Pattern[bytes] = _CONTROL) -> str:
@@ -586,7 +586,7 @@ class _EnvelopeBuilder:
 
 
 #: What the builder does with each record type (the version record needs nothing more).
-_ADD: dict[RecordType, Callable[[_EnvelopeBuilder, Record], None]] = {
+_ADD: Final[dict[RecordType, Callable[[_EnvelopeBuilder, Record], None]]] = {
     RecordType.ATTR: _EnvelopeBuilder._attr,
     RecordType.SIZE: _EnvelopeBuilder._size,
     RecordType.TIME: _EnvelopeBuilder._time,

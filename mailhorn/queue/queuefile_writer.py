@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from typing import Final
 
 from mailhorn.queue.queuefile import (
     CHUNK_SIZE,
@@ -31,11 +32,11 @@ from mailhorn.queue.queuefile import (
 __all__ = ["QueueFileWriter"]
 
 #: An attribute name: ASCII letters, digits and underscores.
-_ATTR_NAME = re.compile(r"[A-Za-z0-9_]+")
+_ATTR_NAME: Final = re.compile(r"[A-Za-z0-9_]+")
 #: Attribute names already found well-formed (a few dozen exist; the bound
 #: keeps names from damaged input from growing it).
-_GOOD_NAMES: set[str] = set()
-_GOOD_NAMES_MAX = 256
+_GOOD_NAMES: Final[set[str]] = set()
+_GOOD_NAMES_MAX: Final = 256
 
 
 def _check_text(value: str, what: str) -> bytes:

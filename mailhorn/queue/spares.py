@@ -36,6 +36,7 @@ import collections
 import errno
 import os
 import weakref
+from typing import Final
 
 from mypy_extensions import mypyc_attr
 
@@ -44,13 +45,13 @@ from mailhorn.iopool import offload
 __all__ = ["BATCH", "LOW_WATER", "SpareFiles"]
 
 #: Files made by one thread call.
-BATCH = 16
+BATCH: Final = 16
 #: A new batch is started when fewer spare files than this are left.
-LOW_WATER = 8
+LOW_WATER: Final = 8
 
-_FLAGS = os.O_WRONLY | os.O_CLOEXEC | getattr(os, "O_TMPFILE", 0)
+_FLAGS: Final = os.O_WRONLY | os.O_CLOEXEC | getattr(os, "O_TMPFILE", 0)
 #: Errors that say nothing about O_TMPFILE support, only about this moment.
-_PASSING = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOSPC, errno.EDQUOT, errno.EINTR})
+_PASSING: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOSPC, errno.EDQUOT, errno.EINTR})
 
 
 # A Python class, not a compiled one: a finalizer needs a weak reference to it.
@@ -168,7 +169,7 @@ def _close_all(files: collections.deque[tuple[int, int]], directory: list[int]) 
         directory[0] = -1
 
 
-_ALL: weakref.WeakSet[SpareFiles] = weakref.WeakSet()
+_ALL: Final[weakref.WeakSet[SpareFiles]] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:

@@ -47,7 +47,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Final, TYPE_CHECKING
 
 from mailhorn.filechunks import FileChunks
 from mailhorn.iopool import offload
@@ -93,32 +93,32 @@ __all__ = [
 ]
 
 #: Postfix's queue directories (mail_queue.h plus the postsuper ones).
-QUEUE_NAMES = ("maildrop", "incoming", "active", "deferred", "hold", "corrupt",
+QUEUE_NAMES: Final = ("maildrop", "incoming", "active", "deferred", "hold", "corrupt",
                "bounce", "defer", "trace", "flush", "saved")
 #: Queues that hold queue files (the others hold per-message logs).
-MESSAGE_QUEUES = ("maildrop", "incoming", "active", "deferred", "hold", "corrupt", "saved")
+MESSAGE_QUEUES: Final = ("maildrop", "incoming", "active", "deferred", "hold", "corrupt", "saved")
 
 #: Replies for a failed queue write (Postfix's cleanup_strerror texts).
-DISK_FULL = Reply.of(452, "4.3.1", "Insufficient system storage")
-WRITE_ERROR = Reply.of(451, "4.3.0", "Error: queue file write error")
+DISK_FULL: Final = Reply.of(452, "4.3.1", "Insufficient system storage")
+WRITE_ERROR: Final = Reply.of(451, "4.3.0", "Error: queue file write error")
 
-TEMP_PREFIX = "tmp."
-_DIR_MODE = 0o700
-_FILE_MODE = 0o600
+TEMP_PREFIX: Final = "tmp."
+_DIR_MODE: Final = 0o700
+_FILE_MODE: Final = 0o600
 #: A corrupt file is made read-only, as Postfix's MAIL_QUEUE_STAT_CORRUPT.
-_CORRUPT_MODE = 0o400
-_FLUSH_AT = 256 * 1024
+_CORRUPT_MODE: Final = 0o400
+_FLUSH_AT: Final = 256 * 1024
 #: Seconds an answer of statvfs() stands for queue_minfree checks.
-FREE_SPACE_TTL = 1.0
-_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+FREE_SPACE_TTL: Final = 1.0
+_DISK_FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 #: The "safe" alphabet of long queue IDs: digits and consonants (no vowels).
-SAFE_ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz"
-_SAFE_INDEX = {c: i for i, c in enumerate(SAFE_ALPHABET)}
+SAFE_ALPHABET: Final = "0123456789BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz"
+_SAFE_INDEX: Final = {c: i for i, c in enumerate(SAFE_ALPHABET)}
 #: A queue ID: short (upper-case hex, at least six digits) or long (at least
 #: ten characters of the safe alphabet, ``z``, then the inode number in the
 #: safe alphabet without ``z``; the last ``z`` is the separator).
-_QUEUE_ID = re.compile(f"[0-9A-F]{{6,}}|[{SAFE_ALPHABET}]{{10,}}z[{SAFE_ALPHABET.replace('z', '')}]+")
+_QUEUE_ID: Final = re.compile(f"[0-9A-F]{{6,}}|[{SAFE_ALPHABET}]{{10,}}z[{SAFE_ALPHABET.replace('z', '')}]+")
 
 
 class QueueError(Exception):

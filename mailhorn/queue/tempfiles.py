@@ -20,12 +20,13 @@ Parameters read: none. Errors: none (unreadable ``/proc`` entries mean
 from __future__ import annotations
 
 import os
+from typing import Final
 
 __all__ = ["writer_alive", "writer_pid"]
 
 #: Slack between a process's start time as /proc gives it (clock ticks after
 #: a boot time in whole seconds) and a file's modification time.
-START_SLACK = 2.0
+START_SLACK: Final = 2.0
 
 
 def writer_pid(name: str, prefix: str) -> int | None:

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Union
+from typing import Final, Union
 
 from mypy_extensions import mypyc_attr
 
@@ -86,7 +86,7 @@ __all__ = [
     "ServerEngine",
 ]
 
-READ_AHEAD = 256 * 1024
+READ_AHEAD: Final = 256 * 1024
 
 
 # A compiled class may derive from few built-in exceptions; RuntimeError is not one.

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Union
+from typing import Final, Union
 
 from mailhorn.smtp import reply as R
 from mailhorn.smtp.reply import Reply, SmtpReplyError
@@ -46,15 +46,15 @@ __all__ = [
 ]
 
 # Largest SIZE / BDAT count we represent (off_t in Postfix).
-MAX_OCTETS = 2**63 - 1
+MAX_OCTETS: Final = 2**63 - 1
 # Word separators: Postfix splits commands on any white space, so a stray CR
 # before the CRLF is a separator too.
-_SPACE = " \t\r\f\v"
+_SPACE: Final = " \t\r\f\v"
 #: A word of a command line without quotes (split_words' fast path).
-_WORDS = re.compile(r"[^ \t\r\f\v]+")
+_WORDS: Final = re.compile(r"[^ \t\r\f\v]+")
 #: What a mailbox without quotes may not contain (_check_mailbox's fast path).
-_BAD_UNQUOTED = re.compile(r"[\0<>, \t\r\f\v]")
-_NOTIFY_WORDS = frozenset({"SUCCESS", "FAILURE", "DELAY"})
+_BAD_UNQUOTED: Final = re.compile(r"[\0<>, \t\r\f\v]")
+_NOTIFY_WORDS: Final = frozenset({"SUCCESS", "FAILURE", "DELAY"})
 
 
 @dataclass(frozen=True, slots=True)

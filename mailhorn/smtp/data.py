@@ -31,11 +31,12 @@ Errors: none raised; `BARE_NEWLINE` is a result.
 from __future__ import annotations
 
 import enum
+from typing import Final
 
 __all__ = ["BARE_NEWLINE_MODES", "BdatReader", "DataReader", "DataStatus"]
 
-BARE_NEWLINE_MODES = ("no", "normalize", "reject")
-DEFAULT_CHUNK = 64 * 1024
+BARE_NEWLINE_MODES: Final = ("no", "normalize", "reject")
+DEFAULT_CHUNK: Final = 64 * 1024
 
 
 class DataStatus(enum.Enum):

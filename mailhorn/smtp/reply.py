@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from typing import Final
 
 __all__ = [
     "Blame",
@@ -28,7 +29,7 @@ __all__ = [
     "SmtpReplyError",
 ]
 
-_STATUS_RE = re.compile(r"[245]\.\d{1,3}\.\d{1,3}\Z")
+_STATUS_RE: Final = re.compile(r"[245]\.\d{1,3}\.\d{1,3}\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,62 +128,62 @@ class SmtpReplyError(Exception):
 
 # --- Replies Postfix's smtpd sends (texts as Postfix 3.7 sends them) ------
 
-OK = Reply.of(250, "2.0.0", "Ok")
-MAIL_OK = Reply.of(250, "2.1.0", "Ok")
-RCPT_OK = Reply.of(250, "2.1.5", "Ok")
-BYE = Reply.of(221, "2.0.0", "Bye")
-START_MAIL_INPUT = Reply.of(354, None, "End data with <CR><LF>.<CR><LF>")
-READY_TO_START_TLS = Reply.of(220, "2.0.0", "Ready to start TLS")
+OK: Final = Reply.of(250, "2.0.0", "Ok")
+MAIL_OK: Final = Reply.of(250, "2.1.0", "Ok")
+RCPT_OK: Final = Reply.of(250, "2.1.5", "Ok")
+BYE: Final = Reply.of(221, "2.0.0", "Bye")
+START_MAIL_INPUT: Final = Reply.of(354, None, "End data with <CR><LF>.<CR><LF>")
+READY_TO_START_TLS: Final = Reply.of(220, "2.0.0", "Ready to start TLS")
 
-BAD_SYNTAX = Reply.of(500, "5.5.2", "Error: bad syntax")
-COMMAND_NOT_RECOGNIZED = Reply.of(500, "5.5.2", "Error: command not recognized")
-COMMAND_NOT_IMPLEMENTED = Reply.of(502, "5.5.1", "Error: command not implemented")
-I_CAN_BREAK_RULES = Reply.of(221, "2.7.0", "Error: I can break rules, too. Goodbye.")
+BAD_SYNTAX: Final = Reply.of(500, "5.5.2", "Error: bad syntax")
+COMMAND_NOT_RECOGNIZED: Final = Reply.of(500, "5.5.2", "Error: command not recognized")
+COMMAND_NOT_IMPLEMENTED: Final = Reply.of(502, "5.5.1", "Error: command not implemented")
+I_CAN_BREAK_RULES: Final = Reply.of(221, "2.7.0", "Error: I can break rules, too. Goodbye.")
 
-NEED_HELO = Reply.of(503, "5.5.1", "Error: send HELO/EHLO first")
-NEED_HELO_ETRN = Reply.of(503, None, "Error: send HELO/EHLO first")
-NEED_MAIL = Reply.of(503, "5.5.1", "Error: need MAIL command")
-NEED_RCPT = Reply.of(503, "5.5.1", "Error: need RCPT command")
-NESTED_MAIL = Reply.of(503, "5.5.1", "Error: nested MAIL command")
-DATA_AFTER_BDAT = Reply.of(503, "5.5.1", "Error: DATA after BDAT")
-NO_VALID_RECIPIENTS = Reply.of(554, "5.5.1", "Error: no valid recipients")
-MAIL_TRANSACTION_IN_PROGRESS = Reply.of(503, "5.5.1", "Error: MAIL transaction in progress")
-AUTH_NOT_ENABLED = Reply.of(503, "5.5.1", "Error: authentication not enabled")
-INSUFFICIENT_AUTHORIZATION = Reply.of(550, "5.7.0", "Error: insufficient authorization")
-VRFY_DISABLED = Reply.of(502, "5.5.1", "VRFY command is disabled")
-ETRN_UNABLE = Reply.of(458, None, "Unable to queue messages")
+NEED_HELO: Final = Reply.of(503, "5.5.1", "Error: send HELO/EHLO first")
+NEED_HELO_ETRN: Final = Reply.of(503, None, "Error: send HELO/EHLO first")
+NEED_MAIL: Final = Reply.of(503, "5.5.1", "Error: need MAIL command")
+NEED_RCPT: Final = Reply.of(503, "5.5.1", "Error: need RCPT command")
+NESTED_MAIL: Final = Reply.of(503, "5.5.1", "Error: nested MAIL command")
+DATA_AFTER_BDAT: Final = Reply.of(503, "5.5.1", "Error: DATA after BDAT")
+NO_VALID_RECIPIENTS: Final = Reply.of(554, "5.5.1", "Error: no valid recipients")
+MAIL_TRANSACTION_IN_PROGRESS: Final = Reply.of(503, "5.5.1", "Error: MAIL transaction in progress")
+AUTH_NOT_ENABLED: Final = Reply.of(503, "5.5.1", "Error: authentication not enabled")
+INSUFFICIENT_AUTHORIZATION: Final = Reply.of(550, "5.7.0", "Error: insufficient authorization")
+VRFY_DISABLED: Final = Reply.of(502, "5.5.1", "VRFY command is disabled")
+ETRN_UNABLE: Final = Reply.of(458, None, "Unable to queue messages")
 
-SYNTAX_HELO = Reply.of(501, None, "Syntax: HELO hostname")
-SYNTAX_EHLO = Reply.of(501, None, "Syntax: EHLO hostname")
-SYNTAX_LHLO = Reply.of(501, None, "Syntax: LHLO hostname")
-SYNTAX_MAIL = Reply.of(501, "5.5.4", "Syntax: MAIL FROM:<address>")
-SYNTAX_RCPT = Reply.of(501, "5.5.4", "Syntax: RCPT TO:<address>")
-SYNTAX_DATA = Reply.of(501, "5.5.4", "Syntax: DATA")
-SYNTAX_RSET = Reply.of(501, "5.5.4", "Syntax: RSET")
-SYNTAX_VRFY = Reply.of(501, "5.5.4", "Syntax: VRFY address [SMTPUTF8]")
-SYNTAX_ETRN = Reply.of(500, None, "Syntax: ETRN domain")
-SYNTAX_STARTTLS = Reply.of(501, "5.5.4", "Syntax: STARTTLS")
-SYNTAX_AUTH = Reply.of(501, "5.5.4", "Syntax: AUTH mechanism")
-SYNTAX_XFORWARD = Reply.of(501, "5.5.4", "Syntax: XFORWARD attribute=value...")
-SYNTAX_XCLIENT = Reply.of(501, "5.5.4", "Syntax: XCLIENT attribute=value...")
+SYNTAX_HELO: Final = Reply.of(501, None, "Syntax: HELO hostname")
+SYNTAX_EHLO: Final = Reply.of(501, None, "Syntax: EHLO hostname")
+SYNTAX_LHLO: Final = Reply.of(501, None, "Syntax: LHLO hostname")
+SYNTAX_MAIL: Final = Reply.of(501, "5.5.4", "Syntax: MAIL FROM:<address>")
+SYNTAX_RCPT: Final = Reply.of(501, "5.5.4", "Syntax: RCPT TO:<address>")
+SYNTAX_DATA: Final = Reply.of(501, "5.5.4", "Syntax: DATA")
+SYNTAX_RSET: Final = Reply.of(501, "5.5.4", "Syntax: RSET")
+SYNTAX_VRFY: Final = Reply.of(501, "5.5.4", "Syntax: VRFY address [SMTPUTF8]")
+SYNTAX_ETRN: Final = Reply.of(500, None, "Syntax: ETRN domain")
+SYNTAX_STARTTLS: Final = Reply.of(501, "5.5.4", "Syntax: STARTTLS")
+SYNTAX_AUTH: Final = Reply.of(501, "5.5.4", "Syntax: AUTH mechanism")
+SYNTAX_XFORWARD: Final = Reply.of(501, "5.5.4", "Syntax: XFORWARD attribute=value...")
+SYNTAX_XCLIENT: Final = Reply.of(501, "5.5.4", "Syntax: XCLIENT attribute=value...")
 # RFC 3030 gives no way to resynchronise after a BDAT whose size cannot be
 # read, so Postfix answers 521 and disconnects.
-SYNTAX_BDAT = Reply.of(521, "5.5.4", "Syntax: BDAT count [LAST]")
+SYNTAX_BDAT: Final = Reply.of(521, "5.5.4", "Syntax: BDAT count [LAST]")
 
-BAD_SENDER_SYNTAX = Reply.of(501, "5.1.7", "Bad sender address syntax")
-BAD_RECIPIENT_SYNTAX = Reply.of(501, "5.1.3", "Bad recipient address syntax")
-BAD_SIZE_SYNTAX = Reply.of(501, "5.5.4", "Bad message size syntax")
-BAD_RET_SYNTAX = Reply.of(501, "5.5.4", "Bad RET parameter syntax")
-BAD_ENVID_SYNTAX = Reply.of(501, "5.5.4", "Bad ENVID parameter syntax")
-BAD_NOTIFY_SYNTAX = Reply.of(501, "5.5.4", "Error: Bad NOTIFY parameter syntax")
-BAD_ORCPT_SYNTAX = Reply.of(501, "5.5.4", "Error: Bad ORCPT parameter syntax")
+BAD_SENDER_SYNTAX: Final = Reply.of(501, "5.1.7", "Bad sender address syntax")
+BAD_RECIPIENT_SYNTAX: Final = Reply.of(501, "5.1.3", "Bad recipient address syntax")
+BAD_SIZE_SYNTAX: Final = Reply.of(501, "5.5.4", "Bad message size syntax")
+BAD_RET_SYNTAX: Final = Reply.of(501, "5.5.4", "Bad RET parameter syntax")
+BAD_ENVID_SYNTAX: Final = Reply.of(501, "5.5.4", "Bad ENVID parameter syntax")
+BAD_NOTIFY_SYNTAX: Final = Reply.of(501, "5.5.4", "Error: Bad NOTIFY parameter syntax")
+BAD_ORCPT_SYNTAX: Final = Reply.of(501, "5.5.4", "Error: Bad ORCPT parameter syntax")
 
-SIZE_EXCEEDS_LIMIT = Reply.of(552, "5.3.4", "Message size exceeds fixed limit")
-SIZE_EXCEEDS_FS_LIMIT = Reply.of(552, "5.3.4", "Message size exceeds file system imposed limit")
-MESSAGE_TOO_BIG = Reply.of(552, "5.3.4", "Error: message file too big")
-CHUNK_TOO_BIG = Reply.of(552, "5.3.4", "Chunk exceeds message size limit")
-TOO_MANY_RECIPIENTS = Reply.of(452, "4.5.3", "Error: too many recipients")
-TOO_MANY_ERRORS = Reply.of(421, "4.7.0", "Error: too many errors")
+SIZE_EXCEEDS_LIMIT: Final = Reply.of(552, "5.3.4", "Message size exceeds fixed limit")
+SIZE_EXCEEDS_FS_LIMIT: Final = Reply.of(552, "5.3.4", "Message size exceeds file system imposed limit")
+MESSAGE_TOO_BIG: Final = Reply.of(552, "5.3.4", "Error: message file too big")
+CHUNK_TOO_BIG: Final = Reply.of(552, "5.3.4", "Chunk exceeds message size limit")
+TOO_MANY_RECIPIENTS: Final = Reply.of(452, "4.5.3", "Error: too many recipients")
+TOO_MANY_ERRORS: Final = Reply.of(421, "4.7.0", "Error: too many errors")
 
 
 def unsupported_option(option: str) -> Reply:
@@ -192,7 +193,7 @@ def unsupported_option(option: str) -> Reply:
 
 
 #: What printable() replaces: C0 controls and DEL.
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f]")
 
 
 def printable(text: str) -> str:

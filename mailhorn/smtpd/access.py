@@ -28,18 +28,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Final
 
 from mailhorn.tables.base import Table
 
 __all__ = ["VERBS", "AccessResult", "address_keys", "domain_keys", "hostaddr_keys", "is_fixed", "parse_action"]
 
 #: Result verbs of access(5) (compared case-insensitively).
-VERBS = frozenset({
+VERBS: Final = frozenset({
     "OK", "REJECT", "DEFER", "DEFER_IF_REJECT", "DEFER_IF_PERMIT", "DUNNO", "HOLD", "DISCARD",
     "REDIRECT", "FILTER", "PREPEND", "WARN", "INFO", "BCC",
 })
 
-PATTERN_TYPES = frozenset({"regexp", "pcre", "cidr"})
+PATTERN_TYPES: Final = frozenset({"regexp", "pcre", "cidr"})
 
 
 def is_fixed(table: Table) -> bool:

@@ -71,7 +71,7 @@ Errors
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Final, TYPE_CHECKING
 
 from mailhorn import log
 from mailhorn.auth import sasl
@@ -91,30 +91,30 @@ if TYPE_CHECKING:
 
 __all__ = ["Exchange", "SmtpdSasl", "mechanisms_allowed", "respond", "security_options", "start"]
 
-AUTH_OK = Reply.of(235, "2.7.0", "Authentication successful")
-AUTH_ABORTED = Reply.of(501, "5.7.0", "Authentication aborted")
-ALREADY_AUTHENTICATED = Reply.of(503, "5.5.1", "Error: already authenticated")
-ENCRYPTION_REQUIRED = Reply.of(504, "5.5.4", "Encryption required for requested authentication mechanism")
-RESPONSE_LIMIT_EXCEEDED = Reply.of(500, "5.5.6", "SASL response limit exceeded")
+AUTH_OK: Final = Reply.of(235, "2.7.0", "Authentication successful")
+AUTH_ABORTED: Final = Reply.of(501, "5.7.0", "Authentication aborted")
+ALREADY_AUTHENTICATED: Final = Reply.of(503, "5.5.1", "Error: already authenticated")
+ENCRYPTION_REQUIRED: Final = Reply.of(504, "5.5.4", "Encryption required for requested authentication mechanism")
+RESPONSE_LIMIT_EXCEEDED: Final = Reply.of(500, "5.5.6", "SASL response limit exceeded")
 
 #: The SASL reason for every credential failure: Cyrus SASL's text, the same
 #: whether the user is unknown or the password wrong.
-REASON_FAILURE = "authentication failure"
-REASON_MECHANISM = "Invalid authentication mechanism"
-REASON_BASE64_INITIAL = "Invalid base64 data in initial response"
-REASON_BASE64_CONTINUED = "Invalid base64 data in continued response"
-REASON_TEMPORARY = "Authentication backend error"
+REASON_FAILURE: Final = "authentication failure"
+REASON_MECHANISM: Final = "Invalid authentication mechanism"
+REASON_BASE64_INITIAL: Final = "Invalid base64 data in initial response"
+REASON_BASE64_CONTINUED: Final = "Invalid base64 data in continued response"
+REASON_TEMPORARY: Final = "Authentication backend error"
 
 #: What each mechanism is open to (Dovecot's mechanism flags, which Postfix's
 #: Dovecot back-end compares with the security options).
-MECHANISM_PROPERTIES: dict[str, frozenset[str]] = {
+MECHANISM_PROPERTIES: Final[dict[str, frozenset[str]]] = {
     "PLAIN": frozenset({"plaintext", "no-mutual", "no-forward-secrecy"}),
     "LOGIN": frozenset({"plaintext", "no-mutual", "no-forward-secrecy"}),
     "CRAM-MD5": frozenset({"dictionary", "active", "no-mutual", "no-forward-secrecy"}),
 }
 #: Each security option and the property it refuses (postconf(5)
 #: smtpd_sasl_security_options).
-SECURITY_OPTIONS: dict[str, str] = {
+SECURITY_OPTIONS: Final[dict[str, str]] = {
     "noanonymous": "anonymous",
     "noplaintext": "plaintext",
     "noactive": "active",
@@ -125,7 +125,7 @@ SECURITY_OPTIONS: dict[str, str] = {
 }
 #: Mechanisms always offered, in the order Postfix shows them with Cyrus
 #: ``mech_list: plain login``; CRAM-MD5 follows when enabled.
-BASE_MECHANISMS = ("PLAIN", "LOGIN")
+BASE_MECHANISMS: Final = ("PLAIN", "LOGIN")
 
 
 def security_options(config: Config, param: str) -> frozenset[str]:

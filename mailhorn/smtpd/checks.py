@@ -47,6 +47,7 @@ the restriction modules.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from mailhorn import log
 from mailhorn.config.errors import ConfigError
@@ -176,7 +177,7 @@ async def _check_policy_service(eng: SmtpdChecks, run: Run, ctx: ListCtx, arg: s
                                             ctx.klass)
 
 
-RESTRICTIONS: dict[str, Restriction] = {
+RESTRICTIONS: Final[dict[str, Restriction]] = {
     "permit": Restriction(_permit),
     "reject": Restriction(_reject),
     "defer": Restriction(_defer),
@@ -196,20 +197,20 @@ RESTRICTIONS: dict[str, Restriction] = {
 }
 
 #: Stage lists: (list kind, parameter).
-_CLIENT = ("client", "smtpd_client_restrictions")
-_HELO = ("helo", "smtpd_helo_restrictions")
-_SENDER = ("sender", "smtpd_sender_restrictions")
-_RELAY = ("relay", "smtpd_relay_restrictions")
-_RECIPIENT = ("recipient", "smtpd_recipient_restrictions")
+_CLIENT: Final = ("client", "smtpd_client_restrictions")
+_HELO: Final = ("helo", "smtpd_helo_restrictions")
+_SENDER: Final = ("sender", "smtpd_sender_restrictions")
+_RELAY: Final = ("relay", "smtpd_relay_restrictions")
+_RECIPIENT: Final = ("recipient", "smtpd_recipient_restrictions")
 
 
 #: A list a stage runs: (list kind, parameter, its restriction words).
 _Planned = tuple[str, str, list[str]]
 #: A stage that passes without a word: no reply, no actions.
-PASSED = CheckResult()
-_NO_IMPLICIT = (False, False)
+PASSED: Final = CheckResult()
+_NO_IMPLICIT: Final = (False, False)
 #: Stages outside a mail transaction: a DISCARD earlier does not pass them.
-_NEVER_DISCARDED = frozenset((Stage.CONNECT, Stage.EHLO, Stage.HELO, Stage.ETRN))
+_NEVER_DISCARDED: Final = frozenset((Stage.CONNECT, Stage.EHLO, Stage.HELO, Stage.ETRN))
 
 
 class SmtpdChecks:

@@ -36,7 +36,7 @@ Parameters read: ``access_map_reject_code``, ``access_map_defer_code``,
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Final, TYPE_CHECKING
 
 from mailhorn import log
 from mailhorn.config.errors import ConfigError
@@ -273,7 +273,7 @@ def _mx_access(kind: str) -> Handler:
     return handler
 
 
-RESTRICTIONS: dict[str, tuple[Handler, bool]] = {
+RESTRICTIONS: Final[dict[str, tuple[Handler, bool]]] = {
     "check_client_access": (_check_client_access, True),
     "check_reverse_client_access": (_check_reverse_client_access, True),
     "check_helo_access": (_check_helo_access, True),

@@ -37,7 +37,7 @@ Parameters read: the maps and codes named above, ``recipient_delimiter``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Final, TYPE_CHECKING
 
 from mailhorn import log
 from mailhorn.address.idna import is_fqdn_address, is_fqdn_hostname, valid_hostaddr, valid_hostname
@@ -139,7 +139,7 @@ async def _known(eng: SmtpdChecks, param: str, address: str, local_domain: bool)
     return False
 
 
-_CLASS_MAPS = {
+_CLASS_MAPS: Final = {
     AddressClass.LOCAL: ("local_recipient_maps", "unknown_local_recipient_reject_code", "local recipient table"),
     AddressClass.VIRTUAL_ALIAS: ("virtual_alias_maps", "unknown_virtual_alias_reject_code", "virtual alias table"),
     AddressClass.VIRTUAL_MAILBOX: ("virtual_mailbox_maps", "unknown_virtual_mailbox_reject_code",
@@ -229,7 +229,7 @@ def _login_mismatch(authenticated: bool, unauthenticated: bool, known_only: bool
     return handler
 
 
-RESTRICTIONS: dict[str, tuple[Handler, bool]] = {
+RESTRICTIONS: Final[dict[str, tuple[Handler, bool]]] = {
     "reject_non_fqdn_sender": (_non_fqdn("sender"), False),
     "reject_non_fqdn_recipient": (_non_fqdn("recipient"), False),
     "reject_non_fqdn_helo_hostname": (_reject_non_fqdn_helo, False),

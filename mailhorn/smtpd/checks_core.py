@@ -58,12 +58,12 @@ Outcome = Reply | Permit | None
 
 #: What smtpd says when the configuration is broken (unknown restriction,
 #: table that cannot be opened or searched): Postfix's 451 4.3.5.
-SERVER_CONFIG_ERROR = Reply.of(451, "4.3.5", "Server configuration error")
+SERVER_CONFIG_ERROR: Final = Reply.of(451, "4.3.5", "Server configuration error")
 
-_DSN_RE = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?:\s+|$)")
+_DSN_RE: Final = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?:\s+|$)")
 
 #: Per list kind: the class word of replies (Postfix's SMTPD_NAME_*).
-CLASS_NAMES = {
+CLASS_NAMES: Final = {
     "client": "Client host",
     "reverse_client": "Unverified Client host",
     "helo": "Helo command",

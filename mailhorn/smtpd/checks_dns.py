@@ -37,7 +37,7 @@ Parameters read: the codes and actions above, ``default_rbl_reply``,
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING
+from typing import Final, TYPE_CHECKING
 
 from mailhorn import log
 from mailhorn.config.maincf import Expander
@@ -302,7 +302,7 @@ def _rbl(kind: str, permit: bool = False) -> Handler:
     return handler
 
 
-RESTRICTIONS: dict[str, tuple[Handler, bool]] = {
+RESTRICTIONS: Final[dict[str, tuple[Handler, bool]]] = {
     "reject_unknown_client_hostname": (_reject_unknown_client, False),
     "reject_unknown_client": (_reject_unknown_client, False),
     "reject_unknown_reverse_client_hostname": (_reject_unknown_reverse_client, False),

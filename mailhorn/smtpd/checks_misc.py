@@ -26,7 +26,7 @@ Parameters read: ``relay_clientcerts``, ``plaintext_reject_code``,
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import Final, TYPE_CHECKING
 
 from mailhorn.dns.resolver import DnsNotFound, DnsRetry
 from mailhorn.smtp.reply import Reply
@@ -156,7 +156,7 @@ async def _sleep(eng: SmtpdChecks, run: Run, ctx: ListCtx, arg: str) -> Outcome:
     return None
 
 
-RESTRICTIONS: dict[str, tuple[Handler, bool]] = {
+RESTRICTIONS: Final[dict[str, tuple[Handler, bool]]] = {
     "permit_tls_clientcerts": (_permit_tls_clientcerts, False),
     "permit_tls_all_clientcerts": (_permit_tls_all_clientcerts, False),
     "check_ccert_access": (_check_ccert_access, True),

@@ -44,7 +44,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Final, TYPE_CHECKING
 
 from mailhorn import log
 from mailhorn.address.quote import unquote_local
@@ -85,9 +85,9 @@ if TYPE_CHECKING:
 
 __all__ = ["COMMANDS", "handle_auth_response", "handle_body_end", "handle_command"]
 
-EHLO_XCLIENT = "XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT"
-TLS_ALREADY_ACTIVE = Reply.of(554, "5.5.1", "Error: TLS already active")
-SMTPUTF8_UNSUPPORTED = R.unsupported_option("SMTPUTF8")
+EHLO_XCLIENT: Final = "XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT"
+TLS_ALREADY_ACTIVE: Final = Reply.of(554, "5.5.1", "Error: TLS already active")
+SMTPUTF8_UNSUPPORTED: Final = R.unsupported_option("SMTPUTF8")
 
 
 class Flag(enum.Flag):
@@ -430,7 +430,7 @@ async def do_xforward(session: Session, cmd: Xforward) -> Reply:
     return R.OK
 
 
-_XCLIENT_NAMES = frozenset({"NAME", "ADDR", "PORT", "PROTO", "HELO", "REVERSE_NAME", "LOGIN",
+_XCLIENT_NAMES: Final = frozenset({"NAME", "ADDR", "PORT", "PROTO", "HELO", "REVERSE_NAME", "LOGIN",
                             "DESTADDR", "DESTPORT"})
 
 
@@ -482,7 +482,7 @@ async def do_unknown(session: Session, cmd: Unknown) -> Reply:
     return R.COMMAND_NOT_RECOGNIZED
 
 
-COMMANDS: dict[type[Command], CommandSpec] = {
+COMMANDS: Final[dict[type[Command], CommandSpec]] = {
     Hello: CommandSpec("ehlo", do_hello, Flag.PRE_TLS | Flag.LAST),
     Xclient: CommandSpec("xclient", do_xclient, Flag.NONE),
     Xforward: CommandSpec("xforward", do_xforward, Flag.NONE),

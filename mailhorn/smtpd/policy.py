@@ -33,6 +33,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Final
 
 from mailhorn import log
 from mailhorn.config.errors import ConfigError
@@ -42,10 +43,10 @@ from mailhorn.smtpd.state import SmtpdState, Stage
 __all__ = ["PolicyClients", "PolicyService", "ServiceOptions", "request_attributes"]
 
 #: The largest reply the client accepts (a policy reply is a few lines).
-MAX_REPLY = 65536
+MAX_REPLY: Final = 65536
 
-_TIME_RE = re.compile(r"^(\d+)([smhdw]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_TIME_RE: Final = re.compile(r"^(\d+)([smhdw]?)$")
+_UNITS: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def _seconds(text: str, what: str) -> float:

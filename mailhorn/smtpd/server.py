@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import importlib
 import socket
-from typing import cast
+from typing import Final, cast
 
 from mailhorn import log
 from mailhorn.config.load import Config
@@ -43,7 +43,7 @@ from mailhorn.smtpd.stream import Connection, accept_connection
 __all__ = ["SHUTDOWN_GRACE", "serve"]
 
 #: Seconds open sessions get to finish after the service is told to stop.
-SHUTDOWN_GRACE = 10.0
+SHUTDOWN_GRACE: Final = 10.0
 
 
 def _default_checks(config: Config, resolver: Resolver) -> Checks:

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import traceback
+from typing import Final
 
 from mailhorn import log
 from mailhorn.cleanup.request import ClientInfo
@@ -74,8 +75,8 @@ from mailhorn.tables.registry import open_table
 
 __all__ = ["Session"]
 
-SYNC_ERROR = Reply.of(554, "5.5.0", "Error: SMTP protocol synchronization")
-MUST_STARTTLS = Reply.of(530, "5.7.0", "Must issue a STARTTLS command first")
+SYNC_ERROR: Final = Reply.of(554, "5.5.0", "Error: SMTP protocol synchronization")
+MUST_STARTTLS: Final = Reply.of(530, "5.7.0", "Must issue a STARTTLS command first")
 
 
 def protocol_name(extended: bool, tls: bool, auth: bool, utf8: bool) -> str:

@@ -34,6 +34,7 @@ when the service starts, as Postfix's smtpd exits with a fatal error.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from mailhorn.config.load import Config
 from mailhorn.config.maincf import split_list
@@ -43,7 +44,7 @@ __all__ = ["SmtpdSettings"]
 
 #: The keywords smtpd_discard_ehlo_keywords may name (postconf(5)); "silent-discard"
 #: only turns the logging of discards off.
-EHLO_KEYWORDS = frozenset({
+EHLO_KEYWORDS: Final = frozenset({
     "pipelining", "size", "vrfy", "etrn", "starttls", "auth", "xclient", "xforward",
     "enhancedstatuscodes", "8bitmime", "dsn", "smtputf8", "chunking", "silent-discard",
 })

@@ -21,13 +21,15 @@ Parameters read: none (the session passes the settings).  Errors: none.
 
 from __future__ import annotations
 
+from typing import Final
+
 from mailhorn import log
 from mailhorn.smtp.reply import Reply, printable
 
 __all__ = ["COMMAND_ORDER", "CommandCounters", "namaddr", "whatsup"]
 
 #: Postfix's smtpd command table order, which the disconnect line follows.
-COMMAND_ORDER = (
+COMMAND_ORDER: Final = (
     "helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail", "rcpt",
     "data", "bdat", "rset", "noop", "vrfy", "etrn", "quit",
 )

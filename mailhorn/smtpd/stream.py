@@ -30,12 +30,12 @@ import asyncio
 import socket
 import ssl
 from collections.abc import Callable
-from typing import cast
+from typing import Final, cast
 
 __all__ = ["HIGH_WATER", "Connection", "accept_connection"]
 
 #: Pause reading when this much received input waits to be consumed.
-HIGH_WATER = 256 * 1024
+HIGH_WATER: Final = 256 * 1024
 
 
 class Connection(asyncio.Protocol):

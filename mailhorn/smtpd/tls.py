@@ -39,6 +39,7 @@ from __future__ import annotations
 import ssl
 import warnings
 from dataclasses import dataclass
+from typing import Final
 
 from mailhorn import log
 from mailhorn.config.load import Config
@@ -46,7 +47,7 @@ from mailhorn.config.maincf import split_list
 
 __all__ = ["SmtpdTls", "TlsInfo", "tls_info", "tls_summary"]
 
-_VERSIONS = {
+_VERSIONS: Final = {
     "SSLV2": None,
     "SSLV3": ssl.TLSVersion.SSLv3,
     "TLSV1": ssl.TLSVersion.TLSv1,
@@ -54,7 +55,7 @@ _VERSIONS = {
     "TLSV1.2": ssl.TLSVersion.TLSv1_2,
     "TLSV1.3": ssl.TLSVersion.TLSv1_3,
 }
-_ORDER = ["SSLV3", "TLSV1", "TLSV1.1", "TLSV1.2", "TLSV1.3"]
+_ORDER: Final = ["SSLV3", "TLSV1", "TLSV1.1", "TLSV1.2", "TLSV1.3"]
 
 
 @dataclass(frozen=True)

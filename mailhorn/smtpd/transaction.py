@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from typing import Final, Protocol, cast
 
 from mailhorn import log
 from mailhorn.config.load import Config
@@ -57,7 +57,7 @@ from mailhorn.smtpd.state import Action
 __all__ = ["Transaction", "merge_actions"]
 
 #: What cleanup says when it refuses content without giving its own reply.
-CONTENT_REJECTED = Reply.of(550, "5.7.1", "Message content rejected")
+CONTENT_REJECTED: Final = Reply.of(550, "5.7.1", "Message content rejected")
 
 
 class _Startable(Protocol):

@@ -24,6 +24,7 @@ Errors: `SmtpReplyError` from :func:`apply_xforward`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from mailhorn.address.idna import valid_hostaddr, valid_hostname
 from mailhorn.smtp.reply import Reply, SmtpReplyError, printable
@@ -31,10 +32,10 @@ from mailhorn.smtp.reply import Reply, SmtpReplyError, printable
 __all__ = ["EHLO_XFORWARD", "Forwarded", "apply_xforward"]
 
 #: The EHLO line an authorized client sees.
-EHLO_XFORWARD = "XFORWARD NAME ADDR PROTO HELO SOURCE PORT IDENT"
-UNAVAILABLE = "[UNAVAILABLE]"
-TEMPUNAVAIL = "[TEMPUNAVAIL]"
-_NAMES = frozenset({"NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE"})
+EHLO_XFORWARD: Final = "XFORWARD NAME ADDR PROTO HELO SOURCE PORT IDENT"
+UNAVAILABLE: Final = "[UNAVAILABLE]"
+TEMPUNAVAIL: Final = "[TEMPUNAVAIL]"
+_NAMES: Final = frozenset({"NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE"})
 
 
 @dataclass

@@ -16,6 +16,7 @@ import importlib
 import re
 import threading
 from collections.abc import Callable, Iterable
+from typing import Final
 
 from mailhorn.config.load import Config
 from mailhorn.tables.base import OpenOptions, Table, TableConfigError
@@ -23,7 +24,7 @@ from mailhorn.tables.base import OpenOptions, Table, TableConfigError
 Factory = Callable[[str, Config, OpenOptions], Table]
 
 #: Every table type, mapped to the module and function that opens it.
-TABLE_TYPES: dict[str, str] = {
+TABLE_TYPES: Final[dict[str, str]] = {
     "static": "mailhorn.tables.static:open_static",
     "inline": "mailhorn.tables.inline:open_inline",
     "texthash": "mailhorn.tables.texthash:open_texthash",
@@ -42,8 +43,8 @@ TABLE_TYPES: dict[str, str] = {
 
 #: Types whose modules load large client libraries (pymysql with cryptography,
 #: psycopg with its own libcrypto, sqlite3): loaded ahead only when named.
-_HEAVY_TYPES = frozenset({"mysql", "pgsql", "sqlite"})
-_TYPE_NAME = re.compile(r"(?<![\w/.-])([a-z][a-z0-9-]*):")
+_HEAVY_TYPES: Final = frozenset({"mysql", "pgsql", "sqlite"})
+_TYPE_NAME: Final = re.compile(r"(?<![\w/.-])([a-z][a-z0-9-]*):")
 
 
 def table_modules(texts: Iterable[str]) -> list[str]:
