@@ -44,6 +44,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Final
@@ -208,8 +209,21 @@ def make_maildir(path: Path, *, folder: bool = False) -> None:
 
 
 def is_maildir(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` holds ``cur``, ``new`` and ``tmp``."""
-    return all(os.path.isdir(os.path.join(path, sub)) for sub in ("cur", "new", "tmp"))
+    """Whether ``path`` holds ``cur``, ``new`` and ``tmp`` (directories, or links to them).
+
+    With ``os.stat`` on joined strings rather than ``os.path.isdir`` and
+    ``os.path.join``, which are Python functions: a delivery asks this first.
+    """
+    base = os.fspath(path)
+    prefix = base if not base or base.endswith("/") else base + "/"
+    for sub in ("cur", "new", "tmp"):
+        try:
+            mode = os.stat(prefix + sub).st_mode
+        except (OSError, ValueError):
+            return False
+        if not stat.S_ISDIR(mode):
+            return False
+    return True
 
 
 def create_folder(root: str | os.PathLike[str], name: str) -> Path:

@@ -135,3 +135,18 @@ def test_maildirmake_options(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     err = capsys.readouterr().err
     assert "Begins with hierarchy separator" in err and "'/'" in err and "'~'" in err
     assert sorted(p.name for p in md.iterdir() if p.name.startswith(".")) == [".A&AOcA4w-o", ".Enviados"]
+
+
+def test_is_maildir_wants_three_directories(tmp_path: Path) -> None:
+    is_maildir = folders.is_maildir
+    box = tmp_path / "box"
+    for sub in ("cur", "new"):
+        (box / sub).mkdir(parents=True)
+    assert not is_maildir(box)  # no tmp
+    (box / "tmp").write_text("a file, not a directory")
+    assert not is_maildir(box)
+    (box / "tmp").unlink()
+    (tmp_path / "elsewhere").mkdir()
+    (box / "tmp").symlink_to(tmp_path / "elsewhere")  # a link to a directory counts, as for isdir()
+    assert is_maildir(box) and is_maildir(str(box)) and is_maildir(f"{box}/")
+    assert not is_maildir(tmp_path / "missing")
